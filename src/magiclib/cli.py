@@ -1,0 +1,91 @@
+"""The `magic` command: one subcommand per step of the study, plus the whole study and the book.
+
+    magic config   --preset mini [key=value ...]     print the resolved config
+    magic data     --preset mini                     build the 9 mixtures (and print their table)
+    magic pretrain --preset mini --mixture V1-P0 --scale mini-s
+    magic sft      --preset mini --mixture V1-P0 --scale mini-s
+    magic evaluate --preset mini --mixture V1-P0 --scale mini-s --stage SFT
+    magic study    --preset mini [--executor local|slurm] [--workers N] [--dry-run]
+    magic scores   --preset mini                     the scores table as CSV on stdout
+    magic book     --preset mini                     execute the chapters and build the HTML book
+
+Every subcommand takes `key.path=value` overrides after its flags (e.g. `eval.items_per_benchmark=50`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+from .config import ConfigError, load_config, to_dict
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="magic", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--preset", default="mini", help="configs/<preset>.yaml or a YAML path (default: mini)")
+        p.add_argument("--results", default=None, help="results folder (default: results/<preset>)")
+        p.add_argument("overrides", nargs="*", help="key.path=value overrides")
+        return p
+
+    add("config", "print the resolved config")
+    add("data", "build tokenizer, filtered pools and the mixtures' token shards")
+    for name in ("pretrain", "sft", "evaluate"):
+        p = add(name, f"run one {name} step")
+        p.add_argument("--mixture", required=True)
+        p.add_argument("--scale", required=True)
+        p.add_argument("--seed", type=int, default=None)
+        if name == "evaluate":
+            p.add_argument("--stage", choices=["PT", "SFT"], required=True)
+    p = add("study", "plan and run the whole grid (resumable)")
+    p.add_argument("--executor", choices=["local", "inline", "slurm"], default="local",
+                   help="local: papermill notebooks; inline: same steps without papermill; slurm: submitit")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: cores)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (and job scripts) only")
+    add("scores", "print the assembled scores table as CSV")
+    add("book", "execute the chapter notebooks against the results and build the HTML book")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cfg = load_config(args.preset, args.overrides)
+    except ConfigError as err:
+        print(f"magic: config error: {err}", file=sys.stderr)
+        return 2
+    if args.command == "config":
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        return 0
+    from . import grid, steps  # imported late: `magic config` stays fast
+
+    results = grid.results_dir(cfg, args.results)
+    try:
+        if args.command == "data":
+            print(steps.data_table(steps.run_data(cfg, results)).to_string(index=False))
+        elif args.command in ("pretrain", "sft", "evaluate"):
+            step = steps.Step(args.command, args.mixture, args.scale, args.seed if args.seed is not None
+                              else cfg.seeds[0], getattr(args, "stage", None))
+            print(steps.run_step(cfg, results, step))
+        elif args.command == "study":
+            return grid.run_study(cfg, results, executor=args.executor, workers=args.workers,
+                                  dry_run=args.dry_run)
+        elif args.command == "scores":
+            grid.scores_table(cfg, results).to_csv(sys.stdout, index=False)
+        elif args.command == "book":
+            from . import book
+
+            print(book.build_book(cfg, results))
+    except ConfigError as err:
+        print(f"magic: config error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

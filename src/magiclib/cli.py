@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=None)
         if name == "evaluate":
             p.add_argument("--stage", choices=["PT", "SFT"], required=True)
+        p.add_argument("--notebook", action="store_true",
+                       help="run through the papermill run notebook (keeps an executed copy as the record)")
     p = add("study", "plan and run the whole grid (resumable)")
     p.add_argument("--executor", choices=["local", "inline", "slurm"], default="local",
                    help="local: papermill notebooks; inline: same steps without papermill; slurm: submitit")
@@ -71,7 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("pretrain", "sft", "evaluate"):
             step = steps.Step(args.command, args.mixture, args.scale, args.seed if args.seed is not None
                               else cfg.seeds[0], getattr(args, "stage", None))
-            print(steps.run_step(cfg, results, step))
+            if args.notebook:
+                failed = grid.run_notebook(grid.write_config(cfg, results), results, step)
+                if failed:
+                    print(f"magic: {step.kind} {step.label} failed; see {failed}", file=sys.stderr)
+                    return 1
+                print(steps.step_dir(cfg, results, step))
+            else:
+                print(steps.run_step(cfg, results, step))
         elif args.command == "study":
             return grid.run_study(cfg, results, executor=args.executor, workers=args.workers,
                                   dry_run=args.dry_run)

@@ -1,0 +1,227 @@
+"""The study grid: plan every step, run what is not finished, and assemble the results tables.
+
+`magic study` plans mixtures x scales x seeds x (pretrain, sft, evaluate PT, evaluate SFT), prints the
+plan, runs the shared data steps, then runs each step as a papermill-executed notebook (executor
+`local`, N worker processes), in-process (`inline`, the same step functions without papermill), or as
+Slurm job arrays through submitit (`slurm`). Finished steps are skipped, a failed step is reported with
+the path of its executed notebook while the rest goes on where it can, and re-running resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from tqdm.auto import tqdm
+
+from . import io, paths, steps
+from .config import StudyConfig, to_dict
+from .steps import Step
+
+NOTEBOOKS = paths.REPO_ROOT / "notebooks"
+TABLES = "tables"
+
+
+def results_dir(cfg: StudyConfig, override: str | Path | None = None) -> Path:
+    return Path(override) if override else paths.results_root(cfg.name)
+
+
+def plan(cfg: StudyConfig) -> list[Step]:
+    """Every step of the study, in an order that respects dependencies (larger scales first per kind)."""
+    scales = sorted(cfg.scales, key=lambda s: -_params(cfg, s))
+    grid = [(m, s, seed) for seed in cfg.seeds for s in scales for m in cfg.mixture_names]
+    out = [Step("pretrain", m, s, seed) for m, s, seed in grid]
+    out += [Step("sft", m, s, seed) for m, s, seed in grid]
+    out += [Step("evaluate", m, s, seed, stage) for stage in steps.STAGES for m, s, seed in grid]
+    return out
+
+
+def _params(cfg: StudyConfig, scale: str) -> int:
+    from .model import count_parameters
+
+    return int(count_parameters(cfg.scales[scale].model)["total"])
+
+
+def plan_table(cfg: StudyConfig, results: Path) -> pd.DataFrame:
+    rows = [{"kind": st.kind, "mixture": st.mixture, "scale": st.scale, "seed": st.seed, "stage": st.stage,
+             "done": steps.is_done(cfg, results, st)} for st in plan(cfg)]
+    return pd.DataFrame(rows)
+
+
+def write_config(cfg: StudyConfig, results: Path) -> Path:
+    """The resolved config of this study, the one file every run notebook loads."""
+    path = results / "config.yaml"
+    io.write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return path
+
+
+def run_study(cfg: StudyConfig, results: Path, *, executor: str = "local", workers: int | None = None,
+              dry_run: bool = False) -> int:
+    """Plan, print and run the study; returns a process exit code (1 when any step failed)."""
+    results.mkdir(parents=True, exist_ok=True)
+    table = plan_table(cfg, results)
+    summary = table.groupby("kind", sort=False)["done"].agg(["size", "sum"]).rename(
+        columns={"size": "steps", "sum": "finished"})
+    print(f"study {cfg.name!r}: {len(cfg.mixture_names)} mixtures x {len(cfg.scales)} scales x "
+          f"{len(cfg.seeds)} seed(s); results in {results}")
+    print(summary.to_string())
+    if executor == "slurm":
+        from . import slurm
+
+        return slurm.submit(cfg, results, write_config(cfg, results), dry_run=dry_run)
+    if dry_run:
+        return 0
+    config_path = write_config(cfg, results)
+    started = time.time()
+    steps.run_data(cfg, results)
+    timings = {"data": time.time() - started}
+    todo = [st for st in plan(cfg) if not steps.is_done(cfg, results, st)]
+    workers = workers or (os.cpu_count() or 1)
+    runner = _run_inline if executor == "inline" else _run_notebooks
+    failed = runner(cfg, results, config_path, todo, workers, timings)
+    assemble_tables(cfg, results)
+    timings["total"] = time.time() - started
+    io.write_json(results / "timings.json", {k: round(v, 1) for k, v in timings.items()})
+    print("wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+    for step, where in failed:
+        print(f"FAILED {step.kind} {step.label}: see {where}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _schedule(cfg: StudyConfig, results: Path, todo: list[Step], workers: int,
+              submit: Callable[[Step], Future], timings: dict) -> list[tuple[Step, str]]:
+    """Run steps as their inputs become ready, at most `workers` at a time; collect failures.
+
+    A step whose input failed is not run and is reported as failed too, with the reason.
+    """
+    pending, running, finished, failed = list(todo), {}, set(), []
+    bar = tqdm(total=len(todo), desc="study", unit="step")
+
+    def ready(st: Step) -> bool:
+        need = st.needs()
+        return need is None or need in finished or steps.is_done(cfg, results, need)
+
+    while pending or running:
+        blocked = [st for st in pending if st.needs() in {f for f, _ in failed}]
+        while blocked:  # skip everything downstream of a failure
+            for st in blocked:
+                pending.remove(st)
+                failed.append((st, f"not run: {st.needs().kind} {st.needs().label} failed"))
+                bar.update(1)
+            blocked = [st for st in pending if st.needs() in {f for f, _ in failed}]
+        for st in [s for s in pending if ready(s)][: workers - len(running)]:
+            pending.remove(st)
+            running[submit(st)] = (st, time.time())
+        if not running:
+            break
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            st, t0 = running.pop(future)
+            timings[st.kind] = timings.get(st.kind, 0.0) + time.time() - t0
+            error = future.exception() or future.result()
+            if error is None:
+                finished.add(st)
+            else:
+                failed.append((st, str(error)))
+            bar.update(1)
+            bar.set_postfix_str(f"{st.kind} {st.label}")
+    bar.close()
+    return failed
+
+
+def _run_inline(cfg, results, config_path, todo, workers, timings):
+    def run(step: Step) -> str | None:
+        try:
+            steps.run_step(cfg, results, step)
+        except Exception:  # noqa: BLE001 - one failed step must not stop the others
+            return traceback.format_exc(limit=3)
+        return None
+
+    with ThreadPoolExecutor(1) as pool:
+        return _schedule(cfg, results, todo, 1, lambda st: pool.submit(run, st), timings)
+
+
+def _run_notebooks(cfg, results, config_path, todo, workers, timings):
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        return _schedule(cfg, results, todo, workers,
+                         lambda st: pool.submit(run_notebook, config_path, results, st, threads), timings)
+
+
+def run_notebook(config_path: Path, results: Path, step: Step, threads: int | None = None) -> str | None:
+    """Execute the step's run notebook with papermill; keep the executed copy in the step's folder.
+
+    Returns None on success, else the path of the executed (failed) notebook.
+    """
+    import papermill
+
+    from .config import load_config
+
+    if threads:
+        os.environ["MAGIC_THREADS"] = str(threads)
+    cfg = load_config(str(config_path))
+    logs = results / "notebooks"
+    logs.mkdir(parents=True, exist_ok=True)
+    executed = logs / f"{step.kind}_{step.label}.ipynb"
+    params = {"config_path": str(config_path), "results_dir": str(results), "mixture": step.mixture,
+              "scale": step.scale, "seed": step.seed}
+    if step.stage:
+        params["stage"] = step.stage
+    try:
+        papermill.execute_notebook(NOTEBOOKS / f"{step.kind}.ipynb", executed, parameters=params,
+                                   kernel_name="python3", progress_bar=False, cwd=str(NOTEBOOKS))
+    except Exception:  # noqa: BLE001 - papermill raises many kinds; the notebook holds the traceback
+        return str(executed)
+    folder = steps.step_dir(cfg, results, step)
+    os.replace(executed, folder / "run.ipynb")
+    return None
+
+
+# --- results tables ----------------------------------------------------------------------------------
+
+_RUN_KEYS = ["mixture", "web_source", "proportions", "code_share", "scale", "n_params", "stage", "seed"]
+
+
+def assemble_tables(cfg: StudyConfig, results: Path) -> dict[str, pd.DataFrame]:
+    """Rebuild runs, scores and items tables from the finished run folders (so a crash loses nothing)."""
+    runs, scores, items = [], [], []
+    for st in plan(cfg):
+        folder = steps.step_dir(cfg, results, st)
+        if not steps.is_done(cfg, results, st):
+            continue
+        record = io.read_json(folder / io.RUN_RECORD)
+        web, props = cfg.mixture(st.mixture)
+        keys = {"mixture": st.mixture, "web_source": st.mixture.split("-")[0],
+                "proportions": st.mixture.split("-")[1], "code_share": props.code, "scale": st.scale,
+                "n_params": _params(cfg, st.scale),
+                "stage": st.stage or ("PT" if st.kind == "pretrain" else "SFT"), "seed": st.seed}
+        runs.append({"kind": st.kind, **keys, "folder": str(folder.relative_to(results)),
+                     "seconds": record.get("seconds"), "git_commit": record.get("git_commit"),
+                     **{f"summary_{k}": v for k, v in (record.get("summary") or {}).items()
+                        if isinstance(v, int | float | str)}})
+        if st.kind == "evaluate":
+            scores.append(pd.read_parquet(folder / "scores.parquet").assign(**keys))
+            items.append(pd.read_parquet(folder / "items.parquet").assign(**keys))
+    tables = {"runs": pd.DataFrame(runs),
+              "scores": _front(pd.concat(scores, ignore_index=True)) if scores else pd.DataFrame(),
+              "items": _front(pd.concat(items, ignore_index=True)) if items else pd.DataFrame()}
+    for name, frame in tables.items():
+        io.write_parquet(results / TABLES / f"{name}.parquet", frame)
+    return tables
+
+
+def _front(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[_RUN_KEYS + [c for c in frame.columns if c not in _RUN_KEYS]]
+
+
+def scores_table(cfg: StudyConfig, results: Path) -> pd.DataFrame:
+    """The assembled scores table: one row per mixture, scale, stage, seed and benchmark."""
+    return assemble_tables(cfg, results)["scores"]

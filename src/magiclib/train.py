@@ -1,0 +1,561 @@
+"""One training loop for both stages: pretraining on a mixture's tokens, SFT on the tokenized instruction mix.
+
+AdamW, linear warmup then cosine decay to lr * min_lr_ratio, gradient clipping, accumulation of micro-batches
+to the global batch, bf16 autocast on GPU and fp32 on CPU. The loop is torchrun-native: with WORLD_SIZE > 1
+it joins the process group (gloo on CPU, nccl on GPU), wraps the model in DDP (FSDP2 `fully_shard` for large
+models on GPU), gives each rank its slice of every global batch, and lets rank 0 write.
+
+The data order is a pure function of (seed, step): every global batch is a slice of a seeded permutation of
+the examples (a new permutation per epoch), so a resumed run sees exactly the batches it would have seen.
+A run folder holds:
+    model/          the final model (safetensors) with its tokenizer: a self-contained HF checkpoint
+    loss.parquet    step, tokens, loss, lr, tokens_per_s, mfu, elapsed_s (loss = mean over the log interval)
+    checkpoint/     model/ + trainer.pt (optimizer, step, tokens, log, RNG): resumable, replaced atomically
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
+
+from . import io
+from .config import ModelConfig, ScaleConfig, TrainConfig, to_dict
+from .model import build_model, count_parameters, flops_per_token
+
+IGNORE_INDEX = -100
+FSDP_MIN_PARAMS = 500_000_000  # shard (FSDP2) rather than replicate (DDP) from about the 1B shape up
+# Dense bf16 peaks (FLOP/s) by device name, for MFU; anything else is measured (or set $MAGIC_PEAK_FLOPS).
+KNOWN_PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12}
+PEAK_FLOPS_ENV = "MAGIC_PEAK_FLOPS"
+# A loss above twice that of a uniform guess over the vocabulary means the run has blown up.
+EXPLODED_LOSS_FACTOR = 2.0
+FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)
+# Fields of a stage's config that do not change what is computed; a checkpoint resumes across changes to them.
+RESUME_NEUTRAL_FIELDS = ("log_every", "checkpoint_every", "threads")
+LOG_COLUMNS = ["step", "tokens", "loss", "lr", "tokens_per_s", "mfu", "elapsed_s"]
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient became NaN/inf or exploded; the last good checkpoint is kept."""
+
+
+# --- where we run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Runtime:
+    """This process's place in a (possibly single-process) run."""
+
+    rank: int
+    world: int
+    device: torch.device
+    owns_group: bool  # we started the process group, so we end it
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def start_runtime(threads: int | None) -> Runtime:
+    """Join torchrun's process group when WORLD_SIZE > 1 and pick this rank's device."""
+    if threads:
+        torch.set_num_threads(threads)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    owns_group = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        owns_group = True
+    return Runtime(rank=rank, world=world, device=device, owns_group=owns_group)
+
+
+def stop_runtime(rt: Runtime) -> None:
+    if rt.owns_group:
+        dist.destroy_process_group()
+
+
+def wrap_for_parallel(model: torch.nn.Module, rt: Runtime) -> torch.nn.Module:
+    """DDP across ranks, or FSDP2 (each decoder layer sharded, then the root) for large models."""
+    if rt.world == 1:
+        return model
+    if sum(p.numel() for p in model.parameters()) >= FSDP_MIN_PARAMS:
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in model.model.layers:
+            fully_shard(layer)
+        fully_shard(model)
+        return model
+    return DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+
+
+def unwrap(model: torch.nn.Module) -> LlamaForCausalLM:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def use_bf16(tc: TrainConfig, device: torch.device) -> bool:
+    return tc.precision == "bf16" or (tc.precision == "auto" and device.type == "cuda")
+
+
+@functools.cache
+def peak_flops(device_type: str, device_name: str, bf16: bool) -> float:
+    """Peak FLOP/s of one device for MFU: $MAGIC_PEAK_FLOPS, a known GPU's dense bf16 peak, or a measured matmul."""
+    if os.environ.get(PEAK_FLOPS_ENV):
+        return float(os.environ[PEAK_FLOPS_ENV])
+    if device_type == "cuda" and bf16:
+        for name, flops in KNOWN_PEAK_FLOPS.items():
+            if name in device_name:
+                return flops
+    return _measured_matmul_flops(torch.device(device_type), torch.bfloat16 if bf16 else torch.float32)
+
+
+def _measured_matmul_flops(device: torch.device, dtype: torch.dtype) -> float:
+    size = 8192 if device.type == "cuda" else 1024
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    for _ in range(2):  # warm up kernels and caches
+        a @ b
+    reps = 5
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    _sync(device)
+    return 2 * size**3 * reps / (time.perf_counter() - start)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+class TokenWindows:
+    """Pretraining examples: non-overlapping windows of seq_len + 1 tokens of a flat token array."""
+
+    def __init__(self, tokens_path: Path, seq_len: int, vocab_size: int):
+        self.tokens = np.load(tokens_path, mmap_mode="r")
+        self.seq_len = seq_len
+        if self.tokens.ndim != 1 or len(self) == 0:
+            raise ValueError(
+                f"{tokens_path} holds {self.tokens.size} tokens in shape {self.tokens.shape}; pretraining needs a "
+                f"flat array of more than seq_len + 1 = {seq_len + 1} tokens (raise data.tokens_per_mixture)"
+            )
+        largest = int(self.tokens.max())
+        if largest >= vocab_size:
+            raise ValueError(
+                f"{tokens_path} has token id {largest} but the model's vocabulary is {vocab_size}; set "
+                f"model.vocab_size >= the tokenizer's size (data.vocab_size)"
+            )
+
+    def __len__(self) -> int:
+        return (len(self.tokens) - 1) // self.seq_len
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        window = np.array(self.tokens[i * self.seq_len: (i + 1) * self.seq_len + 1], dtype=np.int64)
+        return window[:-1], window[1:]
+
+    def n_targets(self, indices: list[int]) -> int:
+        return len(indices) * self.seq_len
+
+    def n_tokens(self, indices: list[int]) -> int:
+        return len(indices) * self.seq_len
+
+
+class SFTExamples:
+    """SFT examples from sft.parquet, cut to seq_len + 1 tokens; targets only where labels != -100."""
+
+    def __init__(self, parquet_path: Path, seq_len: int):
+        frame = pd.read_parquet(parquet_path, columns=["input_ids", "labels"])
+        if frame.empty:
+            raise ValueError(f"{parquet_path} has no examples; rebuild the SFT data (sft_data.max_examples > 0)")
+        self.input_ids = [np.array(ids[: seq_len + 1], dtype=np.int64) for ids in frame["input_ids"]]
+        self.labels = [np.array(lab[: seq_len + 1], dtype=np.int64) for lab in frame["labels"]]
+        self.targets = np.array([int((lab[1:] != IGNORE_INDEX).sum()) for lab in self.labels])
+        self.lengths = np.array([len(ids) - 1 for ids in self.input_ids])
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.input_ids[i][:-1], self.labels[i][1:]
+
+    def n_targets(self, indices: list[int]) -> int:
+        return int(self.targets[indices].sum())
+
+    def n_tokens(self, indices: list[int]) -> int:
+        return int(self.lengths[indices].sum())
+
+
+@functools.lru_cache(maxsize=2)
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order in which epoch `epoch` visits the n examples."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
+    """Example indices of global batch `step`: consecutive slices of per-epoch permutations."""
+    first = step * batch_size
+    return [int(epoch_order(n, seed, i // n)[i % n]) for i in range(first, first + batch_size)]
+
+
+def collate(pairs: list[tuple[np.ndarray, np.ndarray]], pad_id: int, device: torch.device) -> dict:
+    """Right-pad a micro-batch; padding is masked out of attention and carries no targets."""
+    longest = max(len(ids) for ids, _ in pairs)
+    input_ids = torch.full((len(pairs), longest), pad_id, dtype=torch.long)
+    labels = torch.full((len(pairs), longest), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(pairs), longest), dtype=torch.long)
+    for row, (ids, lab) in enumerate(pairs):
+        input_ids[row, : len(ids)] = torch.from_numpy(ids)
+        labels[row, : len(lab)] = torch.from_numpy(lab)
+        mask[row, : len(ids)] = 1
+    batch = {"input_ids": input_ids, "labels": labels}
+    if not bool(mask.all()):  # full windows need no mask: the faster attention path
+        batch["attention_mask"] = mask
+    return {key: value.to(device) for key, value in batch.items()}
+
+
+# --- optimization ---------------------------------------------------------------------------------
+
+
+def lr_at(step: int, tc: TrainConfig, total_steps: int) -> float:
+    """Linear warmup over warmup_steps, then cosine from lr down to lr * min_lr_ratio at the last step."""
+    if step < tc.warmup_steps:
+        return tc.lr * (step + 1) / tc.warmup_steps
+    progress = (step - tc.warmup_steps) / max(1, total_steps - 1 - tc.warmup_steps)
+    floor = tc.lr * tc.min_lr_ratio
+    return floor + (tc.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model: torch.nn.Module, tc: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on the weight matrices only (not on norms or the embedding)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (no_decay if param.ndim < 2 or "embed_tokens" in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=tc.lr, betas=(0.9, 0.95), eps=1e-8, fused=device.type == "cuda")
+
+
+def micro_batch_loss(model: torch.nn.Module, batch: dict, bf16: bool) -> torch.Tensor:
+    """Summed next-token cross-entropy over the micro-batch's target tokens."""
+    autocast = torch.autocast(batch["input_ids"].device.type, dtype=torch.bfloat16) if bf16 \
+        else contextlib.nullcontext()
+    with autocast:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
+    return F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(),
+                           ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+
+def save_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path: Path, rt: Runtime) -> None:
+    """A self-contained HF checkpoint (safetensors + tokenizer); every rank gathers, rank 0 writes."""
+    state = get_model_state_dict(model, options=FULL_STATE)
+    if rt.is_main:
+        with io.atomic_path(path) as tmp:
+            _write_model(unwrap(model), state, tokenizer, tmp)
+    rt.barrier()
+
+
+def _write_model(model: LlamaForCausalLM, state: dict, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
+    with _quiet_transformers():
+        model.save_pretrained(folder, state_dict=state, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """No per-file progress bars from transformers inside our own."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def save_checkpoint(model, optimizer, trainer_state: dict, tokenizer, folder: Path, rt: Runtime) -> None:
+    """Model, optimizer and loop state in a temporary folder, renamed over `folder` when complete."""
+    model_state = get_model_state_dict(model, options=FULL_STATE)
+    optim_state = get_optimizer_state_dict(model, optimizer, options=FULL_STATE)
+    if rt.is_main:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        with io.atomic_path(folder) as tmp:
+            _write_model(unwrap(model), model_state, tokenizer, tmp / "model")
+            torch.save({**trainer_state, "optimizer": optim_state, "rng": rng}, tmp / "trainer.pt")
+    rt.barrier()
+
+
+def load_trainer_state(folder: Path, fingerprint: dict) -> dict | None:
+    """The loop state of a resumable checkpoint in `folder`, or None when there is none."""
+    path = folder / "trainer.pt"
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["fingerprint"] != fingerprint:
+        raise ValueError(
+            f"{folder} is a checkpoint of a different run (config or seed differ); delete that folder to "
+            "start afresh, or use the config it was written with"
+        )
+    return state
+
+
+def _fingerprint(stage: str, mc: ModelConfig, tc: TrainConfig, seed: int, world: int) -> dict:
+    train = {k: v for k, v in to_dict(tc).items() if k not in RESUME_NEUTRAL_FIELDS}
+    return {"stage": stage, "model": to_dict(mc), "train": train, "seed": seed, "world": world}
+
+
+# --- the loop -------------------------------------------------------------------------------------
+
+
+def run_training(stage: str, model: LlamaForCausalLM, data, tokenizer, mc: ModelConfig, tc: TrainConfig,
+                 total_steps: int, out_dir: Path, seed: int, rt: Runtime, resume: dict | None) -> dict:
+    """Train `model` for total_steps global batches of `data`; write model/, loss.parquet, checkpoint/."""
+    if tc.batch_size % (tc.micro_batch_size * rt.world):
+        raise ValueError(
+            f"batch_size {tc.batch_size} is not a multiple of micro_batch_size {tc.micro_batch_size} x "
+            f"{rt.world} ranks; choose a micro_batch_size that divides batch_size / ranks"
+        )
+    out_dir = Path(out_dir)
+    bf16 = use_bf16(tc, rt.device)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model = wrap_for_parallel(model.to(rt.device), rt)
+    optimizer = make_optimizer(model, tc, rt.device)
+    fingerprint = _fingerprint(stage, mc, tc, seed, rt.world)
+    step, tokens_seen, elapsed, log = 0, 0, 0.0, []
+    if resume is not None:
+        set_optimizer_state_dict(model, optimizer, resume["optimizer"], options=StateDictOptions(full_state_dict=True))
+        torch.set_rng_state(resume["rng"]["torch"])
+        if "cuda" in resume["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
+        step, tokens_seen, elapsed, log = resume["step"], resume["tokens_seen"], resume["elapsed_s"], resume["log"]
+
+    per_rank = tc.batch_size // rt.world
+    flops = flops_per_token(mc, tc.seq_len)
+    peak = peak_flops(rt.device.type, torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else "",
+                      bf16) * rt.world
+    max_loss = EXPLODED_LOSS_FACTOR * math.log(mc.vocab_size)
+    checkpoint_dir = out_dir / "checkpoint"
+
+    def trainer_state() -> dict:
+        return {"fingerprint": fingerprint, "step": step, "tokens_seen": tokens_seen, "elapsed_s": elapsed,
+                "log": log}
+
+    bar = tqdm(total=total_steps, initial=step, desc=f"{stage} {out_dir.name}", unit="step",
+               disable=not rt.is_main, mininterval=1.0)
+    interval_loss, interval_steps, interval_tokens, interval_start = 0.0, 0, 0, time.perf_counter()
+    model.train()
+    while step < total_steps:
+        indices = batch_indices(step, tc.batch_size, len(data), seed)
+        n_targets = max(1, data.n_targets(indices))
+        mine = indices[rt.rank * per_rank: (rt.rank + 1) * per_rank]
+        micro_batches = [mine[i: i + tc.micro_batch_size] for i in range(0, per_rank, tc.micro_batch_size)]
+        lr = lr_at(step, tc, total_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        step_loss = torch.zeros((), device=rt.device)
+        for k, micro in enumerate(micro_batches):
+            batch = collate([data[i] for i in micro], pad_id, rt.device)
+            with _gradient_sync(model, last=k == len(micro_batches) - 1):
+                loss_sum = micro_batch_loss(model, batch, bf16)
+                # Normalised by the global batch's target count (times ranks, which DDP averages over), so
+                # every target token weighs the same however the batch is split across micro-batches and ranks.
+                (loss_sum * rt.world / n_targets).backward()
+            step_loss += loss_sum.detach()
+        if rt.world > 1:
+            dist.all_reduce(step_loss)
+        loss = step_loss.item() / n_targets
+        grad_norm = _total_norm(torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))
+        if not math.isfinite(loss) or not math.isfinite(grad_norm) or loss > max_loss:
+            bar.close()
+            kept = f"the last good checkpoint is {checkpoint_dir} (step {_checkpoint_step(checkpoint_dir)})" \
+                if (checkpoint_dir / "trainer.pt").exists() else "no checkpoint was written yet"
+            raise TrainingDiverged(
+                f"{stage} diverged at step {step + 1}: loss {loss:.4g}, gradient norm {grad_norm:.4g} "
+                f"(lr {lr:.3g}); {kept}. Lower the learning rate ({stage}.lr, now {tc.lr:g}) or raise "
+                f"warmup_steps and rerun"
+            )
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        tokens = data.n_tokens(indices)
+        tokens_seen += tokens
+        interval_loss, interval_steps, interval_tokens = interval_loss + loss, interval_steps + 1, \
+            interval_tokens + tokens
+        bar.update(1)
+        if step % tc.log_every == 0 or step == total_steps:
+            now = time.perf_counter()
+            seconds = now - interval_start
+            elapsed += seconds
+            tokens_per_s = interval_tokens / seconds
+            row = {"step": step, "tokens": tokens_seen, "loss": interval_loss / interval_steps, "lr": lr,
+                   "tokens_per_s": tokens_per_s, "mfu": flops * tokens_per_s / peak, "elapsed_s": elapsed}
+            log.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}",
+                            mfu=f"{row['mfu']:.1%}")
+            interval_loss, interval_steps, interval_tokens, interval_start = 0.0, 0, 0, now
+        if tc.checkpoint_every and step % tc.checkpoint_every == 0 and step < total_steps:
+            paused = time.perf_counter()
+            _flush_log(log, out_dir, rt)
+            save_checkpoint(model, optimizer, trainer_state(), tokenizer, checkpoint_dir, rt)
+            interval_start += time.perf_counter() - paused  # writing is not training: keep it out of tokens/s
+    bar.close()
+
+    save_checkpoint(model, optimizer, trainer_state(), tokenizer, checkpoint_dir, rt)
+    save_model(model, tokenizer, out_dir / "model", rt)
+    _flush_log(log, out_dir, rt)
+    last = log[-1] if log else {"loss": float("nan")}
+    tokens_per_s = tokens_seen / elapsed if elapsed else 0.0
+    return {
+        "stage": stage,
+        "final_loss": last["loss"],
+        "tokens_seen": tokens_seen,
+        "steps": step,
+        "seconds": round(elapsed, 3),
+        "tokens_per_s": tokens_per_s,
+        "mfu": flops * tokens_per_s / peak,
+        "params": count_parameters(mc)["total"],
+        "world_size": rt.world,
+        "data_epochs": step * tc.batch_size / len(data),
+    }
+
+
+def _gradient_sync(model: torch.nn.Module, last: bool):
+    """Skip the gradient all-reduce on all but the last micro-batch of a step."""
+    if last:
+        return contextlib.nullcontext()
+    if isinstance(model, DistributedDataParallel):
+        return model.no_sync()
+    if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
+        model.set_requires_gradient_sync(False)
+        return _resume_gradient_sync(model)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _resume_gradient_sync(model):
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
+
+
+def _total_norm(norm: torch.Tensor) -> float:
+    """The clipped-before gradient norm as a float (under FSDP2 it is a sharded DTensor)."""
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+
+
+def _checkpoint_step(folder: Path) -> int:
+    return torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)["step"]
+
+
+def _flush_log(log: list[dict], out_dir: Path, rt: Runtime) -> None:
+    if rt.is_main:
+        io.write_parquet(out_dir / "loss.parquet", pd.DataFrame(log, columns=LOG_COLUMNS))
+
+
+
+# --- the two stages -------------------------------------------------------------------------------
+
+
+def pretrain(scale: ScaleConfig, tokens_path: Path, tokenizer_dir: Path, out_dir: Path, seed: int) -> dict:
+    """Pretrain a fresh model of `scale` on a mixture's flat token array (resuming from out_dir/checkpoint)."""
+    mc, tc = scale.model, scale.pretrain
+    rt = start_runtime(tc.threads)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        _check_vocabulary(tokenizer, mc, tokenizer_dir)
+        data = TokenWindows(Path(tokens_path), tc.seq_len, mc.vocab_size)
+        total_steps = tc.max_steps or len(data) // tc.batch_size
+        if total_steps < 1:
+            raise ValueError(
+                f"{tokens_path} gives {len(data)} windows of {tc.seq_len} tokens, less than one batch of "
+                f"{tc.batch_size}; raise data.tokens_per_mixture or lower pretrain.batch_size / seq_len"
+            )
+        checkpoint_dir = Path(out_dir) / "checkpoint"
+        resume = load_trainer_state(checkpoint_dir, _fingerprint("pretrain", mc, tc, seed, rt.world))
+        if resume is None:
+            model = build_model(mc, seed)
+            model.config.eos_token_id = tokenizer.eos_token_id
+            model.config.pad_token_id = tokenizer.pad_token_id
+        else:
+            model = _load_model(checkpoint_dir / "model")
+        return run_training("pretrain", model, data, tokenizer, mc, tc, total_steps, Path(out_dir), seed, rt, resume)
+    finally:
+        stop_runtime(rt)
+
+
+def sft(scale: ScaleConfig, pt_model_dir: Path, sft_dir: Path, out_dir: Path, seed: int) -> dict:
+    """Fine-tune a pretrained checkpoint on sft_dir/sft.parquet for the scale's epochs (or max_steps)."""
+    mc, tc = scale.model, scale.sft
+    rt = start_runtime(tc.threads)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(pt_model_dir)
+        data = SFTExamples(Path(sft_dir) / "sft.parquet", tc.seq_len)
+        total_steps = tc.max_steps or math.ceil(tc.epochs * len(data) / tc.batch_size)
+        checkpoint_dir = Path(out_dir) / "checkpoint"
+        resume = load_trainer_state(checkpoint_dir, _fingerprint("sft", mc, tc, seed, rt.world))
+        model = _load_model(pt_model_dir if resume is None else checkpoint_dir / "model")
+        _check_shape(model, mc, pt_model_dir)
+        return run_training("sft", model, data, tokenizer, mc, tc, total_steps, Path(out_dir), seed, rt, resume)
+    finally:
+        stop_runtime(rt)
+
+
+def _load_model(folder: Path) -> LlamaForCausalLM:
+    with _quiet_transformers():
+        model = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model.config.use_cache = False
+    return model
+
+
+def _check_vocabulary(tokenizer: PreTrainedTokenizerBase, mc: ModelConfig, tokenizer_dir: Path) -> None:
+    if len(tokenizer) > mc.vocab_size:
+        raise ValueError(
+            f"the tokenizer in {tokenizer_dir} has {len(tokenizer)} tokens but model.vocab_size is "
+            f"{mc.vocab_size}; set model.vocab_size >= {len(tokenizer)} (or lower data.vocab_size)"
+        )
+
+
+def _check_shape(model: LlamaForCausalLM, mc: ModelConfig, folder: Path) -> None:
+    have = (model.config.hidden_size, model.config.num_hidden_layers, model.config.vocab_size)
+    want = (mc.d_model, mc.n_layers, mc.vocab_size)
+    if have != want:
+        raise ValueError(
+            f"{folder} holds a model with (d_model, n_layers, vocab_size) = {have} but the scale asks for {want}; "
+            "fine-tune the pretrained checkpoint of this same scale"
+        )

@@ -22,11 +22,11 @@ CONVERSATION = [
 ]
 
 
-def make_chat_tokenizer(folder: Path, vocab_size: int = 300) -> Path:
+def make_chat_tokenizer(folder: Path, texts: list[str] = (), vocab_size: int = 300) -> Path:
     """A tiny byte-level BPE with the Tulu chat specials, shaped like the data step's tokenizer."""
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    text = ["Name a colour. Blue. Red. The quick brown fox jumps over the lazy dog.\n" * 3] * 20
+    text = ["Name a colour. Blue. Red. The quick brown fox jumps over the lazy dog.\n" * 3] * 20 + list(texts)
     bpe.train_from_iterator(text, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=CHAT_SPECIALS,
                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     bpe.decoder = decoders.ByteLevel()

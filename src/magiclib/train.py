@@ -51,7 +51,8 @@ PEAK_FLOPS_ENV = "MAGIC_PEAK_FLOPS"
 # A loss above twice that of a uniform guess over the vocabulary means the run has blown up.
 EXPLODED_LOSS_FACTOR = 2.0
 FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)
-# Fields of a stage's config that do not change what is computed; a checkpoint resumes across changes to them.
+# Fields of a stage's config that do not change what is computed; a checkpoint resumes across changes to them
+# (and across world sizes: the data order and the saved optimizer state do not depend on the number of ranks).
 RESUME_NEUTRAL_FIELDS = ("log_every", "checkpoint_every", "threads")
 LOG_COLUMNS = ["step", "tokens", "loss", "lr", "tokens_per_s", "mfu", "elapsed_s"]
 
@@ -289,6 +290,8 @@ def save_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path:
 
 
 def _write_model(model: LlamaForCausalLM, state: dict, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
+    if model.config.tie_word_embeddings:  # a gathered (FSDP) state holds the tied matrix twice: store it once
+        state = {name: value for name, value in state.items() if name != "lm_head.weight"}
     with _quiet_transformers():
         model.save_pretrained(folder, state_dict=state, safe_serialization=True)
     tokenizer.save_pretrained(folder)
@@ -334,9 +337,9 @@ def load_trainer_state(folder: Path, fingerprint: dict) -> dict | None:
     return state
 
 
-def _fingerprint(stage: str, mc: ModelConfig, tc: TrainConfig, seed: int, world: int) -> dict:
+def _fingerprint(stage: str, mc: ModelConfig, tc: TrainConfig, seed: int) -> dict:
     train = {k: v for k, v in to_dict(tc).items() if k not in RESUME_NEUTRAL_FIELDS}
-    return {"stage": stage, "model": to_dict(mc), "train": train, "seed": seed, "world": world}
+    return {"stage": stage, "model": to_dict(mc), "train": train, "seed": seed}
 
 
 # --- the loop -------------------------------------------------------------------------------------
@@ -355,7 +358,7 @@ def run_training(stage: str, model: LlamaForCausalLM, data, tokenizer, mc: Model
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model = wrap_for_parallel(model.to(rt.device), rt)
     optimizer = make_optimizer(model, tc, rt.device)
-    fingerprint = _fingerprint(stage, mc, tc, seed, rt.world)
+    fingerprint = _fingerprint(stage, mc, tc, seed)
     step, tokens_seen, elapsed, log = 0, 0, 0.0, []
     if resume is not None:
         set_optimizer_state_dict(model, optimizer, resume["optimizer"], options=StateDictOptions(full_state_dict=True))
@@ -417,7 +420,9 @@ def run_training(stage: str, model: LlamaForCausalLM, data, tokenizer, mc: Model
         interval_loss, interval_steps, interval_tokens = interval_loss + loss, interval_steps + 1, \
             interval_tokens + tokens
         bar.update(1)
-        if step % tc.log_every == 0 or step == total_steps:
+        checkpoint_now = bool(tc.checkpoint_every) and step % tc.checkpoint_every == 0 and step < total_steps
+        # A checkpoint closes the log interval too, so a resumed run logs exactly what an unbroken one does.
+        if step % tc.log_every == 0 or step == total_steps or checkpoint_now:
             now = time.perf_counter()
             seconds = now - interval_start
             elapsed += seconds
@@ -428,7 +433,7 @@ def run_training(stage: str, model: LlamaForCausalLM, data, tokenizer, mc: Model
             bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}",
                             mfu=f"{row['mfu']:.1%}")
             interval_loss, interval_steps, interval_tokens, interval_start = 0.0, 0, 0, now
-        if tc.checkpoint_every and step % tc.checkpoint_every == 0 and step < total_steps:
+        if checkpoint_now:
             paused = time.perf_counter()
             _flush_log(log, out_dir, rt)
             save_checkpoint(model, optimizer, trainer_state(), tokenizer, checkpoint_dir, rt)
@@ -507,7 +512,7 @@ def pretrain(scale: ScaleConfig, tokens_path: Path, tokenizer_dir: Path, out_dir
                 f"{tc.batch_size}; raise data.tokens_per_mixture or lower pretrain.batch_size / seq_len"
             )
         checkpoint_dir = Path(out_dir) / "checkpoint"
-        resume = load_trainer_state(checkpoint_dir, _fingerprint("pretrain", mc, tc, seed, rt.world))
+        resume = load_trainer_state(checkpoint_dir, _fingerprint("pretrain", mc, tc, seed))
         if resume is None:
             model = build_model(mc, seed)
             model.config.eos_token_id = tokenizer.eos_token_id
@@ -528,7 +533,7 @@ def sft(scale: ScaleConfig, pt_model_dir: Path, sft_dir: Path, out_dir: Path, se
         data = SFTExamples(Path(sft_dir) / "sft.parquet", tc.seq_len)
         total_steps = tc.max_steps or math.ceil(tc.epochs * len(data) / tc.batch_size)
         checkpoint_dir = Path(out_dir) / "checkpoint"
-        resume = load_trainer_state(checkpoint_dir, _fingerprint("sft", mc, tc, seed, rt.world))
+        resume = load_trainer_state(checkpoint_dir, _fingerprint("sft", mc, tc, seed))
         model = _load_model(pt_model_dir if resume is None else checkpoint_dir / "model")
         _check_shape(model, mc, pt_model_dir)
         return run_training("sft", model, data, tokenizer, mc, tc, total_steps, Path(out_dir), seed, rt, resume)

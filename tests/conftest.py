@@ -21,3 +21,15 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory):
+    """The smoke study, run once per test session through the real CLI (papermill, 2 workers)."""
+    import subprocess
+    import sys
+
+    results = tmp_path_factory.mktemp("smoke") / "results"
+    subprocess.run([sys.executable, "-m", "magiclib.cli", "study", "--preset", "smoke", "--results", str(results),
+                    "--workers", "2"], check=True)
+    return results

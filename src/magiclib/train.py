@@ -277,6 +277,28 @@ def micro_batch_loss(model: torch.nn.Module, batch: dict, bf16: bool) -> torch.T
                            ignore_index=IGNORE_INDEX, reduction="sum")
 
 
+def accumulate_gradients(model: torch.nn.Module, data, indices: list[int], tc: TrainConfig, rt: Runtime,
+                         pad_id: int, bf16: bool) -> tuple[float, float]:
+    """Forward and backward over this rank's slice of a global batch, then clip: (mean loss, gradient norm)."""
+    n_targets = max(1, data.n_targets(indices))
+    per_rank = len(indices) // rt.world
+    mine = indices[rt.rank * per_rank: (rt.rank + 1) * per_rank]
+    micro_batches = [mine[i: i + tc.micro_batch_size] for i in range(0, per_rank, tc.micro_batch_size)]
+    summed = torch.zeros((), device=rt.device)
+    for k, micro in enumerate(micro_batches):
+        batch = collate([data[i] for i in micro], pad_id, rt.device)
+        with _gradient_sync(model, last=k == len(micro_batches) - 1):
+            loss_sum = micro_batch_loss(model, batch, bf16)
+            # Normalised by the global batch's target count (times ranks, which DDP averages over), so every
+            # target token weighs the same however the batch is split across micro-batches and ranks.
+            (loss_sum * rt.world / n_targets).backward()
+        summed += loss_sum.detach()
+    if rt.world > 1:
+        dist.all_reduce(summed)
+    grad_norm = _total_norm(torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))
+    return summed.item() / n_targets, grad_norm
+
+
 # --- checkpoints ----------------------------------------------------------------------------------
 
 
@@ -367,7 +389,6 @@ def run_training(stage: str, model: LlamaForCausalLM, data, tokenizer, mc: Model
             torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
         step, tokens_seen, elapsed, log = resume["step"], resume["tokens_seen"], resume["elapsed_s"], resume["log"]
 
-    per_rank = tc.batch_size // rt.world
     flops = flops_per_token(mc, tc.seq_len)
     peak = peak_flops(rt.device.type, torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else "",
                       bf16) * rt.world
@@ -384,25 +405,10 @@ def run_training(stage: str, model: LlamaForCausalLM, data, tokenizer, mc: Model
     model.train()
     while step < total_steps:
         indices = batch_indices(step, tc.batch_size, len(data), seed)
-        n_targets = max(1, data.n_targets(indices))
-        mine = indices[rt.rank * per_rank: (rt.rank + 1) * per_rank]
-        micro_batches = [mine[i: i + tc.micro_batch_size] for i in range(0, per_rank, tc.micro_batch_size)]
         lr = lr_at(step, tc, total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        step_loss = torch.zeros((), device=rt.device)
-        for k, micro in enumerate(micro_batches):
-            batch = collate([data[i] for i in micro], pad_id, rt.device)
-            with _gradient_sync(model, last=k == len(micro_batches) - 1):
-                loss_sum = micro_batch_loss(model, batch, bf16)
-                # Normalised by the global batch's target count (times ranks, which DDP averages over), so
-                # every target token weighs the same however the batch is split across micro-batches and ranks.
-                (loss_sum * rt.world / n_targets).backward()
-            step_loss += loss_sum.detach()
-        if rt.world > 1:
-            dist.all_reduce(step_loss)
-        loss = step_loss.item() / n_targets
-        grad_norm = _total_norm(torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))
+        loss, grad_norm = accumulate_gradients(model, data, indices, tc, rt, pad_id, bf16)
         if not math.isfinite(loss) or not math.isfinite(grad_norm) or loss > max_loss:
             bar.close()
             kept = f"the last good checkpoint is {checkpoint_dir} (step {_checkpoint_step(checkpoint_dir)})" \

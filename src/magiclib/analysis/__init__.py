@@ -1,4 +1,4 @@
-"""The correlation protocols behind RQ1-RQ4, with intervals and exact tests; pure numpy/pandas/scipy/statsmodels.
+"""The correlation protocols behind RQ1-RQ4, with intervals and exact tests (numpy/pandas/scipy/statsmodels).
 
 Every function takes a scores table (one row per mixture, scale, stage, seed and benchmark; ours from
 `magic`, or a user's own with the same columns) and returns a tidy DataFrame a chapter can chart directly.
@@ -25,12 +25,12 @@ from .noise import signal_to_noise
 from .paper import paper_numbers
 from .predictors import decision_accuracy, predictor_ranking, sign_flips
 from .scale import (
-                    category_scale_differences,
-                    coherence_means,
-                    coherence_pairs,
-                    cross_benchmark_matrix,
-                    matrix_similarity,
-                    scale_differences,
+    category_scale_differences,
+    coherence_means,
+    coherence_pairs,
+    cross_benchmark_matrix,
+    matrix_similarity,
+    scale_differences,
 )
 from .stats import correlate, correlation, mean_correlation, permutation_pvalue
 from .synthetic import make_scores
@@ -38,11 +38,37 @@ from .tables import CATEGORIES, METRICS, mixture_matrix, mixture_means
 from .transfer import category_transfer, transfer_table
 
 __all__ = [
-    "CATEGORIES", "METRICS", "adjust_pvalues", "alignment", "alignment_by_benchmark", "alignment_persistence",
-    "calibration_summary", "category_scale_differences", "category_transfer", "code_share_effects",
-    "coherence_means", "coherence_pairs", "correlate", "correlation", "cross_benchmark_matrix",
-    "decision_accuracy", "make_scores", "matrix_similarity", "mean_correlation", "mixture_matrix",
-    "mixture_means", "paper_numbers", "permutation_pvalue", "pooled_effects", "predictor_ranking",
-    "reversal_check", "scale_differences", "sign_flips", "signal_to_noise", "steiger_z", "transfer_table",
-    "web_source_effects", "zou_interval",
+    "CATEGORIES",
+    "METRICS",
+    "adjust_pvalues",
+    "alignment",
+    "alignment_by_benchmark",
+    "alignment_persistence",
+    "calibration_summary",
+    "category_scale_differences",
+    "category_transfer",
+    "code_share_effects",
+    "coherence_means",
+    "coherence_pairs",
+    "correlate",
+    "correlation",
+    "cross_benchmark_matrix",
+    "decision_accuracy",
+    "make_scores",
+    "matrix_similarity",
+    "mean_correlation",
+    "mixture_matrix",
+    "mixture_means",
+    "paper_numbers",
+    "permutation_pvalue",
+    "pooled_effects",
+    "predictor_ranking",
+    "reversal_check",
+    "scale_differences",
+    "sign_flips",
+    "signal_to_noise",
+    "steiger_z",
+    "transfer_table",
+    "web_source_effects",
+    "zou_interval",
 ]

@@ -35,8 +35,9 @@ def _groups(matrix: pd.DataFrame):
     return list(matrix.index.droplevel("benchmark").unique())
 
 
-def alignment_by_benchmark(scores: pd.DataFrame, method: str = "pearson", categories: Sequence[str] = CATEGORIES,
-                           **options) -> pd.DataFrame:
+def alignment_by_benchmark(
+    scores: pd.DataFrame, method: str = "pearson", categories: Sequence[str] = CATEGORIES, **options
+) -> pd.DataFrame:
     """corr(accuracy, confidence) across mixtures for each (scale, stage, benchmark).
 
     Columns: scale, stage, category, benchmark, n, r, p, ci_low, ci_high, ... (`stats.correlate`).
@@ -44,29 +45,54 @@ def alignment_by_benchmark(scores: pd.DataFrame, method: str = "pearson", catego
     accuracy, confidence = (mixture_matrix(scores, m, categories) for m in ("accuracy", "confidence"))
     confidence = confidence.reindex(accuracy.index)
     rows = []
-    for (scale, stage, category, benchmark), acc, conf in zip(accuracy.index, accuracy.to_numpy(float),
-                                                              confidence.to_numpy(float), strict=True):
-        rows.append({"scale": scale, "stage": stage, "category": category, "benchmark": benchmark,
-                     **correlate(acc, conf, method, **options)})
+    for (scale, stage, category, benchmark), acc, conf in zip(
+        accuracy.index, accuracy.to_numpy(float), confidence.to_numpy(float), strict=True
+    ):
+        rows.append(
+            {
+                "scale": scale,
+                "stage": stage,
+                "category": category,
+                "benchmark": benchmark,
+                **correlate(acc, conf, method, **options),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def _both_axes(first: pd.DataFrame, second: pd.DataFrame, keys: dict, method: str, options: dict) -> list[dict]:
+def _both_axes(
+    first: pd.DataFrame, second: pd.DataFrame, keys: dict, method: str, options: dict
+) -> list[dict]:
     """One row per axis for two (benchmark x mixture) blocks of the same category."""
-    across_benchmarks = correlate(first.mean(axis=1).to_numpy(), second.mean(axis=1).to_numpy(), method,
-                                  **options)
+    across_benchmarks = correlate(
+        first.mean(axis=1).to_numpy(), second.mean(axis=1).to_numpy(), method, **options
+    )
     across_mixtures = mean_correlation(first.to_numpy(float), second.to_numpy(float), method, **options)
     n_benchmarks = len(first)
     return [
-        keys | {"axis": "benchmarks", "method": method, "n": across_benchmarks["n"], "n_benchmarks": n_benchmarks,
-                **{k: across_benchmarks[k] for k in ("r", "p", "ci_low", "ci_high")}},
-        keys | {"axis": "mixtures", "method": method, "n": across_mixtures["n"], "n_benchmarks": n_benchmarks,
-                "r": across_mixtures["mean_r"], **{k: across_mixtures[k] for k in ("p", "ci_low", "ci_high")}},
+        keys
+        | {
+            "axis": "benchmarks",
+            "method": method,
+            "n": across_benchmarks["n"],
+            "n_benchmarks": n_benchmarks,
+            **{k: across_benchmarks[k] for k in ("r", "p", "ci_low", "ci_high")},
+        },
+        keys
+        | {
+            "axis": "mixtures",
+            "method": method,
+            "n": across_mixtures["n"],
+            "n_benchmarks": n_benchmarks,
+            "r": across_mixtures["mean_r"],
+            **{k: across_mixtures[k] for k in ("p", "ci_low", "ci_high")},
+        },
     ]
 
 
-def alignment(scores: pd.DataFrame, method: str = "pearson", categories: Sequence[str] = CATEGORIES,
-              **options) -> pd.DataFrame:
+def alignment(
+    scores: pd.DataFrame, method: str = "pearson", categories: Sequence[str] = CATEGORIES, **options
+) -> pd.DataFrame:
     """r_align per (scale, stage, category) along both axes (see the module text).
 
     Columns: scale, stage, category, axis, method, n (points per correlation), n_benchmarks, r, p,
@@ -82,9 +108,10 @@ def alignment(scores: pd.DataFrame, method: str = "pearson", categories: Sequenc
     return pd.DataFrame(rows)
 
 
-def alignment_persistence(scores: pd.DataFrame, method: str = "pearson", categories: Sequence[str] = CATEGORIES,
-                          **options) -> pd.DataFrame:
-    """Does a category's calibration fingerprint survive SFT? corr(gap^PT, gap^SFT), gap = confidence - accuracy.
+def alignment_persistence(
+    scores: pd.DataFrame, method: str = "pearson", categories: Sequence[str] = CATEGORIES, **options
+) -> pd.DataFrame:
+    """Does a category's calibration fingerprint survive SFT? corr(gap^PT, gap^SFT), gap = conf - acc.
 
     The paper (240M / 1B): commonsense 0.73 / 0.54, science 0.62 / 0.31, NLI -0.41 / -0.40, semantic
     0.50 / 0.27, definition unstated. Columns: scale, category, axis, method, n, n_benchmarks, r, p,
@@ -98,12 +125,17 @@ def alignment_persistence(scores: pd.DataFrame, method: str = "pearson", categor
         pt = select(gap, scale=scale, stage="PT", category=category)
         sft = select(gap, scale=scale, stage="SFT", category=category).reindex(pt.index).dropna()
         if len(sft):
-            rows += _both_axes(pt.loc[sft.index], sft, {"scale": scale, "category": category}, method, options)
+            rows += _both_axes(
+                pt.loc[sft.index], sft, {"scale": scale, "category": category}, method, options
+            )
     return pd.DataFrame(rows)
 
 
-def calibration_summary(scores: pd.DataFrame, measures: str | Sequence[str] = CALIBRATION_MEASURES,
-                        categories: Sequence[str] = CATEGORIES) -> pd.DataFrame:
+def calibration_summary(
+    scores: pd.DataFrame,
+    measures: str | Sequence[str] = CALIBRATION_MEASURES,
+    categories: Sequence[str] = CATEGORIES,
+) -> pd.DataFrame:
     """ECE, Brier and overconfidence (confidence - accuracy) per (scale, stage, category).
 
     Each benchmark's value is its mean over mixtures (and seeds); the summary is over the category's
@@ -112,18 +144,25 @@ def calibration_summary(scores: pd.DataFrame, measures: str | Sequence[str] = CA
     measures = as_tuple(measures)
     unknown = [m for m in measures if m != "overconfidence" and m not in scores.columns]
     if unknown:
-        raise ValueError(f"calibration measure(s) {unknown} are not columns of the scores table; "
-                         f"use any of {list(CALIBRATION_MEASURES)} or another numeric column")
+        raise ValueError(
+            f"calibration measure(s) {unknown} are not columns of the scores table; "
+            f"use any of {list(CALIBRATION_MEASURES)} or another numeric column"
+        )
     frames = []
     for measure in measures:
         if measure == "overconfidence":
             check_columns(scores, ["accuracy", "confidence"], "calibration_summary(overconfidence)")
-            matrix = mixture_matrix(scores, "confidence", categories) - mixture_matrix(scores, "accuracy", categories)
+            matrix = mixture_matrix(scores, "confidence", categories) - mixture_matrix(
+                scores, "accuracy", categories
+            )
         else:
             matrix = mixture_matrix(scores, measure, categories)
         per_benchmark = matrix.mean(axis=1).rename("value").reset_index()
-        summary = per_benchmark.groupby(["scale", "stage", "category"], sort=False)["value"].agg(
-            mean="mean", sd="std", min="min", max="max", n_benchmarks="size").reset_index()
+        summary = (
+            per_benchmark.groupby(["scale", "stage", "category"], sort=False)["value"]
+            .agg(mean="mean", sd="std", min="min", max="max", n_benchmarks="size")
+            .reset_index()
+        )
         summary["se"] = summary["sd"] / np.sqrt(summary["n_benchmarks"])
         frames.append(summary.assign(measure=measure))
     columns = ["scale", "stage", "category", "measure", "mean", "sd", "se", "min", "max", "n_benchmarks"]

@@ -31,10 +31,17 @@ def pearson_filon_covariance(R: np.ndarray, first: tuple[int, int], second: tupl
     j, k = first
     h, m = second
     r = lambda a, b: R[a, b]  # noqa: E731  (keeps the formula readable)
-    return (0.5 * r(j, k) * r(h, m) * (r(j, h) ** 2 + r(j, m) ** 2 + r(k, h) ** 2 + r(k, m) ** 2)
-            + r(j, h) * r(k, m) + r(j, m) * r(k, h)
-            - (r(j, k) * r(j, h) * r(j, m) + r(j, k) * r(k, h) * r(k, m)
-               + r(j, h) * r(k, h) * r(h, m) + r(j, m) * r(k, m) * r(h, m)))
+    return (
+        0.5 * r(j, k) * r(h, m) * (r(j, h) ** 2 + r(j, m) ** 2 + r(k, h) ** 2 + r(k, m) ** 2)
+        + r(j, h) * r(k, m)
+        + r(j, m) * r(k, h)
+        - (
+            r(j, k) * r(j, h) * r(j, m)
+            + r(j, k) * r(k, h) * r(k, m)
+            + r(j, h) * r(k, h) * r(h, m)
+            + r(j, m) * r(k, m) * r(h, m)
+        )
+    )
 
 
 def _check(R: np.ndarray, first: tuple[int, int], second: tuple[int, int], n: int) -> np.ndarray:
@@ -42,7 +49,9 @@ def _check(R: np.ndarray, first: tuple[int, int], second: tuple[int, int], n: in
     if R.ndim != 2 or R.shape[0] != R.shape[1] or not np.allclose(np.diag(R), 1) or not np.allclose(R, R.T):
         raise ValueError("R must be a square, symmetric correlation matrix with ones on the diagonal")
     if len(set(first)) != 2 or len(set(second)) != 2 or set(first) == set(second):
-        raise ValueError(f"compare two different correlations, each of two different variables; got {first}, {second}")
+        raise ValueError(
+            f"compare two different correlations, each of two different variables; got {first}, {second}"
+        )
     if n <= 3:
         raise ValueError(f"n = {n}: dependent-correlation tests need more than 3 observations")
     return R
@@ -61,8 +70,9 @@ def steiger_z(R, first: tuple[int, int], second: tuple[int, int], n: int) -> tup
     return float(z), float(2 * sps.norm.sf(abs(z)))
 
 
-def zou_interval(R, first: tuple[int, int], second: tuple[int, int], n: int,
-                 level: float = 0.95) -> tuple[float, float]:
+def zou_interval(
+    R, first: tuple[int, int], second: tuple[int, int], n: int, level: float = 0.95
+) -> tuple[float, float]:
     """Zou's (2007) confidence interval for rho_first - rho_second on one sample of size n."""
     R = _check(R, first, second, n)
     r1, r2 = R[first], R[second]

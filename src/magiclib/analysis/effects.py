@@ -20,17 +20,32 @@ from .stats import LEVEL, N_BOOT, SEED, bootstrap_indices, correlate, percentile
 from .tables import CATEGORIES, check_columns, mixture_attributes, mixture_matrix, mixture_means, sort_like
 
 
-def code_share_effects(scores: pd.DataFrame, metric: str = "accuracy", method: str = "pearson",
-                       categories: Sequence[str] = CATEGORIES, **options) -> pd.DataFrame:
+def code_share_effects(
+    scores: pd.DataFrame,
+    metric: str = "accuracy",
+    method: str = "pearson",
+    categories: Sequence[str] = CATEGORIES,
+    **options,
+) -> pd.DataFrame:
     """corr(metric, code share) across the 9 mixtures per (scale, stage, benchmark).
 
     Columns: scale, stage, category, benchmark, metric, n, r, p, ci_low, ci_high, ... (`stats.correlate`).
     """
     matrix = mixture_matrix(scores, metric, categories)
     share = mixture_attributes(scores).loc[matrix.columns, "code_share"].to_numpy(float)
-    rows = [{"scale": scale, "stage": stage, "category": category, "benchmark": benchmark, "metric": metric,
-             **correlate(values, share, method, **options)}
-            for (scale, stage, category, benchmark), values in zip(matrix.index, matrix.to_numpy(float), strict=True)]
+    rows = [
+        {
+            "scale": scale,
+            "stage": stage,
+            "category": category,
+            "benchmark": benchmark,
+            "metric": metric,
+            **correlate(values, share, method, **options),
+        }
+        for (scale, stage, category, benchmark), values in zip(
+            matrix.index, matrix.to_numpy(float), strict=True
+        )
+    ]
     return pd.DataFrame(rows)
 
 
@@ -41,14 +56,29 @@ def _web_term(reference: str) -> str:
 def _tidy_fit(fit, reference: str, level: float) -> pd.DataFrame:
     """One row per coefficient, with readable names (web_source[V2] rather than patsy's)."""
     ci = fit.conf_int(alpha=1 - level)
-    names = [name.replace(f"{_web_term(reference)}[T.", "web_source[").replace("[T.", "[")
-             for name in fit.params.index]
-    return pd.DataFrame({"term": names, "coef": fit.params.to_numpy(), "se": fit.bse.to_numpy(),
-                         "p": fit.pvalues.to_numpy(), "ci_low": ci[0].to_numpy(), "ci_high": ci[1].to_numpy()})
+    names = [
+        name.replace(f"{_web_term(reference)}[T.", "web_source[").replace("[T.", "[")
+        for name in fit.params.index
+    ]
+    return pd.DataFrame(
+        {
+            "term": names,
+            "coef": fit.params.to_numpy(),
+            "se": fit.bse.to_numpy(),
+            "p": fit.pvalues.to_numpy(),
+            "ci_low": ci[0].to_numpy(),
+            "ci_high": ci[1].to_numpy(),
+        }
+    )
 
 
-def web_source_effects(scores: pd.DataFrame, metric: str = "accuracy", reference: str = "V1",
-                       categories: Sequence[str] = CATEGORIES, level: float = LEVEL) -> pd.DataFrame:
+def web_source_effects(
+    scores: pd.DataFrame,
+    metric: str = "accuracy",
+    reference: str = "V1",
+    categories: Sequence[str] = CATEGORIES,
+    level: float = LEVEL,
+) -> pd.DataFrame:
     """OLS `value ~ C(web_source) + code_share` on each benchmark's 9 mixtures, per (scale, stage).
 
     Coefficients are differences from the `reference` web source and the change per unit code share
@@ -60,20 +90,48 @@ def web_source_effects(scores: pd.DataFrame, metric: str = "accuracy", reference
     check_columns(means, ["web_source", "code_share"], "web_source_effects")
     formula = f"value ~ {_web_term(reference)} + code_share"
     frames = []
-    for (scale, stage, category, benchmark), cell in means.groupby(["scale", "stage", "category", "benchmark"],
-                                                                    sort=False):
+    for (scale, stage, category, benchmark), cell in means.groupby(
+        ["scale", "stage", "category", "benchmark"], sort=False
+    ):
         fit = smf.ols(formula, data=cell).fit()
-        frames.append(_tidy_fit(fit, reference, level).assign(
-            scale=scale, stage=stage, category=category, benchmark=benchmark, metric=metric,
-            n=int(fit.nobs), r2=fit.rsquared))
-    columns = ["scale", "stage", "category", "benchmark", "metric", "term", "coef", "se", "p", "ci_low", "ci_high",
-               "n", "r2"]
+        frames.append(
+            _tidy_fit(fit, reference, level).assign(
+                scale=scale,
+                stage=stage,
+                category=category,
+                benchmark=benchmark,
+                metric=metric,
+                n=int(fit.nobs),
+                r2=fit.rsquared,
+            )
+        )
+    columns = [
+        "scale",
+        "stage",
+        "category",
+        "benchmark",
+        "metric",
+        "term",
+        "coef",
+        "se",
+        "p",
+        "ci_low",
+        "ci_high",
+        "n",
+        "r2",
+    ]
     return pd.concat(frames, ignore_index=True)[columns]
 
 
-def pooled_effects(scores: pd.DataFrame, metric: str = "accuracy", reference: str = "V1",
-                   by: str | Sequence[str] = "stage", formula: str | None = None,
-                   categories: Sequence[str] = CATEGORIES, level: float = LEVEL) -> pd.DataFrame:
+def pooled_effects(
+    scores: pd.DataFrame,
+    metric: str = "accuracy",
+    reference: str = "V1",
+    by: str | Sequence[str] = "stage",
+    formula: str | None = None,
+    categories: Sequence[str] = CATEGORIES,
+    level: float = LEVEL,
+) -> pd.DataFrame:
     """One OLS over all benchmarks (and scales) per group of `by`: web source and code share effects.
 
     Default formula: value ~ C(web_source) + code_share + C(benchmark) + C(scale); benchmark fixed
@@ -87,24 +145,40 @@ def pooled_effects(scores: pd.DataFrame, metric: str = "accuracy", reference: st
     by = [by] if isinstance(by, str) else list(by)
     frames = []
     for key, cell in means.groupby(by, sort=False):
-        terms = [_web_term(reference), "code_share"] + [f"C({c})" for c in ("benchmark", "scale")
-                                                         if c not in by and cell[c].nunique() > 1]
+        terms = [_web_term(reference), "code_share"] + [
+            f"C({c})" for c in ("benchmark", "scale") if c not in by and cell[c].nunique() > 1
+        ]
         used = formula or "value ~ " + " + ".join(terms)
         groups = pd.factorize(cell["mixture"])[0]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # statsmodels warns about few clusters; the docstring says so
             fit = smf.ols(used, data=cell).fit(cov_type="cluster", cov_kwds={"groups": groups})
         key = key if isinstance(key, tuple) else (key,)
-        frames.append(_tidy_fit(fit, reference, level).assign(
-            **dict(zip(by, key, strict=True)), metric=metric, n=int(fit.nobs), r2=fit.rsquared, formula=used))
+        frames.append(
+            _tidy_fit(fit, reference, level).assign(
+                **dict(zip(by, key, strict=True)),
+                metric=metric,
+                n=int(fit.nobs),
+                r2=fit.rsquared,
+                formula=used,
+            )
+        )
     table = pd.concat(frames, ignore_index=True)
     return table[by + ["metric", "term", "coef", "se", "p", "ci_low", "ci_high", "n", "r2", "formula"]]
 
 
-def reversal_check(scores: pd.DataFrame, metric: str = "accuracy", treated: str = "V2", reference: str = "V1",
-                   categories: Sequence[str] = CATEGORIES, *, n_boot: int = N_BOOT, level: float = LEVEL,
-                   seed: int = SEED) -> pd.DataFrame:
-    """Mean treated - reference difference per (stage, scale, category), and whether its sign flips with scale.
+def reversal_check(
+    scores: pd.DataFrame,
+    metric: str = "accuracy",
+    treated: str = "V2",
+    reference: str = "V1",
+    categories: Sequence[str] = CATEGORIES,
+    *,
+    n_boot: int = N_BOOT,
+    level: float = LEVEL,
+    seed: int = SEED,
+) -> pd.DataFrame:
+    """Mean treated - reference difference per (stage, scale, category), and whether its sign flips.
 
     Differences are paired by proportions (V2-P0 minus V1-P0, ...), averaged per benchmark, then over the
     category's benchmarks; the interval resamples benchmarks. `reverses` is True for every row of a
@@ -116,21 +190,44 @@ def reversal_check(scores: pd.DataFrame, metric: str = "accuracy", treated: str 
     check_columns(means, ["web_source", "proportions"], "reversal_check")
     sources = set(means["web_source"])
     if not {treated, reference} <= sources:
-        raise ValueError(f"web sources {treated!r} and {reference!r} must both be in the table (it has "
-                         f"{sorted(sources)}); pass treated= and reference= from those")
-    wide = means.pivot_table(index=["stage", "scale", "category", "benchmark", "proportions"],
-                             columns="web_source", values="value", sort=False)
-    per_benchmark = (wide[treated] - wide[reference]).groupby(["stage", "scale", "category", "benchmark"],
-                                                               sort=False).mean()
+        raise ValueError(
+            f"web sources {treated!r} and {reference!r} must both be in the table (it has "
+            f"{sorted(sources)}); pass treated= and reference= from those"
+        )
+    wide = means.pivot_table(
+        index=["stage", "scale", "category", "benchmark", "proportions"],
+        columns="web_source",
+        values="value",
+        sort=False,
+    )
+    per_benchmark = (
+        (wide[treated] - wide[reference])
+        .groupby(["stage", "scale", "category", "benchmark"], sort=False)
+        .mean()
+    )
     rows = []
-    for (stage, scale, category), differences in per_benchmark.groupby(["stage", "scale", "category"], sort=False):
+    for (stage, scale, category), differences in per_benchmark.groupby(
+        ["stage", "scale", "category"], sort=False
+    ):
         values = differences.to_numpy(float)
         boot = values[bootstrap_indices(len(values), n_boot, seed)].mean(axis=1)
         low, high, _ = percentile_interval(boot, level)
         mean = float(values.mean())
-        rows.append({"stage": stage, "scale": scale, "category": category, "metric": metric, "treated": treated,
-                     "reference": reference, "n_benchmarks": len(values), "difference_pp": 100 * mean,
-                     "ci_low_pp": 100 * low, "ci_high_pp": 100 * high, "sign": int(np.sign(mean))})
+        rows.append(
+            {
+                "stage": stage,
+                "scale": scale,
+                "category": category,
+                "metric": metric,
+                "treated": treated,
+                "reference": reference,
+                "n_benchmarks": len(values),
+                "difference_pp": 100 * mean,
+                "ci_low_pp": 100 * low,
+                "ci_high_pp": 100 * high,
+                "sign": int(np.sign(mean)),
+            }
+        )
     table = sort_like(pd.DataFrame(rows), scores, categories)
     signs = table.groupby(["stage", "category"], sort=False)["sign"]
     table["reverses"] = signs.transform("max").eq(1) & signs.transform("min").eq(-1)

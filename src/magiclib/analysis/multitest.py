@@ -17,22 +17,31 @@ from statsmodels.stats.multitest import multipletests
 ADJUSTMENTS = {"holm": "holm", "bh": "fdr_bh"}
 
 
-def adjust_pvalues(table: pd.DataFrame, p_column: str = "p", methods: Sequence[str] = ("holm", "bh"),
-                   by: str | Sequence[str] | None = None) -> pd.DataFrame:
+def adjust_pvalues(
+    table: pd.DataFrame,
+    p_column: str = "p",
+    methods: Sequence[str] = ("holm", "bh"),
+    by: str | Sequence[str] | None = None,
+) -> pd.DataFrame:
     """A copy of `table` with `<p_column>_holm` and `<p_column>_bh` columns added.
 
     The family is the whole table, or each group of `by` (e.g. by="metric" adjusts each metric's tests
     separately). Missing p-values stay missing and do not count as tests.
     """
     if p_column not in table.columns:
-        raise ValueError(f"the table has no {p_column!r} column; pass p_column= the name of its p-value column")
+        raise ValueError(
+            f"the table has no {p_column!r} column; pass p_column= the name of its p-value column"
+        )
     unknown = [m for m in methods if m not in ADJUSTMENTS]
     if unknown:
         raise ValueError(f"unknown adjustment(s) {unknown}; use any of {list(ADJUSTMENTS)}")
     out = table.copy()
     p_values = out[p_column].to_numpy(dtype=float)
-    families = ([np.arange(len(out))] if by is None
-                else list(out.groupby(by, sort=False, dropna=False).indices.values()))
+    families = (
+        [np.arange(len(out))]
+        if by is None
+        else list(out.groupby(by, sort=False, dropna=False).indices.values())
+    )
     for method in methods:
         adjusted = np.full(len(out), np.nan)
         for family in families:

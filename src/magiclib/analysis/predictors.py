@@ -27,10 +27,14 @@ TIE_RULES = ("drop", "half")
 def decision_accuracy(x, y, ties: str = "half") -> float:
     """Share of pairs (i, j) ordered the same by x and by y; ties per `ties` (see the module text)."""
     if ties not in TIE_RULES:
-        raise ValueError(f"unknown tie rule {ties!r}; use 'drop' (leave tied pairs out) or 'half' (count 1/2)")
+        raise ValueError(
+            f"unknown tie rule {ties!r}; use 'drop' (leave tied pairs out) or 'half' (count 1/2)"
+        )
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.ndim != 1 or x.shape != y.shape or len(x) < 2:
-        raise ValueError(f"x and y must be 1-D, equally long and of length >= 2; got shapes {x.shape}, {y.shape}")
+        raise ValueError(
+            f"x and y must be 1-D, equally long and of length >= 2; got shapes {x.shape}, {y.shape}"
+        )
     i, j = np.triu_indices(len(x), 1)
     agreement = np.sign(x[i] - x[j]) * np.sign(y[i] - y[j])
     same, opposite = np.count_nonzero(agreement > 0), np.count_nonzero(agreement < 0)
@@ -45,9 +49,15 @@ def _verdict(r: float, p: float, alpha: float) -> str:
     return "robust" if r > 0 else "reversed"
 
 
-def predictor_ranking(scores: pd.DataFrame, metric: str = "accuracy", method: str = "pearson",
-                      ties: str = "half", alpha: float = 0.05, categories: Sequence[str] = CATEGORIES,
-                      **options) -> pd.DataFrame:
+def predictor_ranking(
+    scores: pd.DataFrame,
+    metric: str = "accuracy",
+    method: str = "pearson",
+    ties: str = "half",
+    alpha: float = 0.05,
+    categories: Sequence[str] = CATEGORIES,
+    **options,
+) -> pd.DataFrame:
     """Benchmarks ranked as predictors of their own post-SFT results, per scale.
 
     Columns: scale, metric, category, benchmark, method, n, r, p, ci_low, ci_high, ..., decision_accuracy,
@@ -57,19 +67,31 @@ def predictor_ranking(scores: pd.DataFrame, metric: str = "accuracy", method: st
     """
     rows = []
     for scale, category, benchmark, pt, sft in stage_pairs(mixture_matrix(scores, metric, categories)):
-        row = {"scale": scale, "metric": metric, "category": category, "benchmark": benchmark,
-               **correlate(pt, sft, method, **options), "decision_accuracy": decision_accuracy(pt, sft, ties)}
+        row = {
+            "scale": scale,
+            "metric": metric,
+            "category": category,
+            "benchmark": benchmark,
+            **correlate(pt, sft, method, **options),
+            "decision_accuracy": decision_accuracy(pt, sft, ties),
+        }
         rows.append(row | {"verdict": _verdict(row["r"], row["p"], alpha)})
     table = pd.DataFrame(rows)
-    table.insert(len(table.columns) - 1, "rank",
-                 table.groupby("scale", sort=False)["r"].rank(ascending=False, method="min").astype("Int64"))
+    table.insert(
+        len(table.columns) - 1,
+        "rank",
+        table.groupby("scale", sort=False)["r"].rank(ascending=False, method="min").astype("Int64"),
+    )
     scale_position = {s: i for i, s in enumerate(pd.unique(table["scale"]))}
     table = table.sort_values("rank", kind="stable")
-    return table.sort_values("scale", key=lambda c: c.map(scale_position), kind="stable").reset_index(drop=True)
+    return table.sort_values("scale", key=lambda c: c.map(scale_position), kind="stable").reset_index(
+        drop=True
+    )
 
 
-def sign_flips(table: pd.DataFrame, keys: Sequence[str] = ("metric", "method", "category", "benchmark"),
-               value: str = "r") -> pd.DataFrame:
+def sign_flips(
+    table: pd.DataFrame, keys: Sequence[str] = ("metric", "method", "category", "benchmark"), value: str = "r"
+) -> pd.DataFrame:
     """Compare each benchmark's coefficient between consecutive scales (in the table's order of scales).
 
     Takes any table with a scale column, the `keys`, `value` and ci_low/ci_high (e.g. `transfer_table`).
@@ -89,7 +111,15 @@ def sign_flips(table: pd.DataFrame, keys: Sequence[str] = ("metric", "method", "
             flips = bool(np.sign(a[value]) * np.sign(b[value]) < 0)
             confident = bool((a["ci_low"] > 0 and b["ci_high"] < 0) or (a["ci_high"] < 0 and b["ci_low"] > 0))
             key = key if isinstance(key, tuple) else (key,)
-            rows.append({**dict(zip(keys, key, strict=True)), "scale_from": small, "scale_to": large,
-                         f"{value}_from": a[value], f"{value}_to": b[value], "flips": flips,
-                         "confident_flip": confident})
+            rows.append(
+                {
+                    **dict(zip(keys, key, strict=True)),
+                    "scale_from": small,
+                    "scale_to": large,
+                    f"{value}_from": a[value],
+                    f"{value}_to": b[value],
+                    "flips": flips,
+                    "confident_flip": confident,
+                }
+            )
     return pd.DataFrame(rows)

@@ -1,4 +1,4 @@
-"""RQ3: how does transfer change with scale? Dependent-correlation differences, coherence, confidence structure.
+"""RQ3: how does transfer change with scale? Dependent-correlation differences, coherence, matrices.
 
 The paper compared 240M with 1B by eye: mean accuracy transfer 0.49 -> 0.60, confidence 0.68 -> 0.39;
 intra-category coherence (science accuracy PT 0.24 -> 0.50); PT and SFT confidence heatmaps that agree
@@ -43,30 +43,55 @@ COHERENCE_KINDS = ("PT-PT", "SFT-SFT", "PT-SFT")
 N_MANTEL = 9_999
 
 
-def _paired_difference(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray],
-                       method: str, n_boot: int, level: float, seed: int) -> dict:
+def _paired_difference(
+    before: tuple[np.ndarray, np.ndarray],
+    after: tuple[np.ndarray, np.ndarray],
+    method: str,
+    n_boot: int,
+    level: float,
+    seed: int,
+) -> dict:
     """Mean corr(PT, SFT) over rows at two scales, their difference, and its paired bootstrap interval."""
     indices = bootstrap_indices(before[0].shape[1], n_boot, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-degenerate resamples: counted below
         r_from, r_to = (np.nanmean(correlation(*pair, method)) for pair in (before, after))
-        boot = [np.nanmean(correlation(pt[:, indices], sft[:, indices], method), axis=0) for pt, sft in (before, after)]
+        boot = [
+            np.nanmean(correlation(pt[:, indices], sft[:, indices], method), axis=0)
+            for pt, sft in (before, after)
+        ]
     difference = boot[1] - boot[0]
     low, high, dropped = percentile_interval(difference, level)
     finite = difference[np.isfinite(difference)]
     p_boot = min(1.0, 2 * min(np.mean(finite <= 0), np.mean(finite >= 0))) if finite.size else np.nan
-    return {"r_from": float(r_from), "r_to": float(r_to), "difference": float(r_to - r_from), "ci_low": low,
-            "ci_high": high, "p_boot": float(p_boot), "boot_degenerate": dropped}
+    return {
+        "r_from": float(r_from),
+        "r_to": float(r_to),
+        "difference": float(r_to - r_from),
+        "ci_low": low,
+        "ci_high": high,
+        "p_boot": float(p_boot),
+        "boot_degenerate": dropped,
+    }
 
 
 def _stage_vectors(scores: pd.DataFrame, metric: str, categories: Sequence[str]) -> pd.DataFrame:
-    return pd.DataFrame(stage_pairs(mixture_matrix(scores, metric, categories)),
-                        columns=["scale", "category", "benchmark", "pt", "sft"])
+    return pd.DataFrame(
+        stage_pairs(mixture_matrix(scores, metric, categories)),
+        columns=["scale", "category", "benchmark", "pt", "sft"],
+    )
 
 
-def scale_differences(scores: pd.DataFrame, metrics: str | Sequence[str] = ("accuracy", "confidence"),
-                      method: str = "pearson", categories: Sequence[str] = CATEGORIES, *, n_boot: int = N_BOOT,
-                      level: float = LEVEL, seed: int = SEED) -> pd.DataFrame:
+def scale_differences(
+    scores: pd.DataFrame,
+    metrics: str | Sequence[str] = ("accuracy", "confidence"),
+    method: str = "pearson",
+    categories: Sequence[str] = CATEGORIES,
+    *,
+    n_boot: int = N_BOOT,
+    level: float = LEVEL,
+    seed: int = SEED,
+) -> pd.DataFrame:
     """r_to - r_from of each benchmark's cross-stage transfer between consecutive scales (small -> large).
 
     Columns: metric, category, benchmark, method, scale_from, scale_to, n, r_from, r_to, difference,
@@ -81,10 +106,18 @@ def scale_differences(scores: pd.DataFrame, metrics: str | Sequence[str] = ("acc
             common = vectors.loc[small].index.intersection(vectors.loc[large].index, sort=False)
             for category, benchmark in tqdm(common, desc=f"scale differences {metric}", leave=False):
                 (pt_s, sft_s), (pt_l, sft_l) = (vectors.loc[(s, category, benchmark)] for s in (small, large))
-                row = {"metric": metric, "category": category, "benchmark": benchmark, "method": method,
-                       "scale_from": small, "scale_to": large, "n": len(pt_s),
-                       **_paired_difference((pt_s[None], sft_s[None]), (pt_l[None], sft_l[None]), method,
-                                            n_boot, level, seed)}
+                row = {
+                    "metric": metric,
+                    "category": category,
+                    "benchmark": benchmark,
+                    "method": method,
+                    "scale_from": small,
+                    "scale_to": large,
+                    "n": len(pt_s),
+                    **_paired_difference(
+                        (pt_s[None], sft_s[None]), (pt_l[None], sft_l[None]), method, n_boot, level, seed
+                    ),
+                }
                 rows.append(row | _steiger(pt_s, sft_s, pt_l, sft_l, method, level))
     return pd.DataFrame(rows)
 
@@ -93,16 +126,28 @@ def _steiger(pt_s, sft_s, pt_l, sft_l, method: str, level: float) -> dict:
     nan = {"steiger_z": np.nan, "steiger_p": np.nan, "zou_low": np.nan, "zou_high": np.nan}
     with np.errstate(invalid="ignore", divide="ignore"):
         R = np.corrcoef([pt_s, sft_s, pt_l, sft_l])
-    if method != "pearson" or len(pt_s) <= 3 or not np.isfinite(R).all() or (np.abs(R[[0, 2], [1, 3]]) >= 1).any():
+    if (
+        method != "pearson"
+        or len(pt_s) <= 3
+        or not np.isfinite(R).all()
+        or (np.abs(R[[0, 2], [1, 3]]) >= 1).any()
+    ):
         return nan
     z, p = steiger_z(R, (2, 3), (0, 1), len(pt_s))
     low, high = zou_interval(R, (2, 3), (0, 1), len(pt_s), level)
     return {"steiger_z": z, "steiger_p": p, "zou_low": low, "zou_high": high}
 
 
-def category_scale_differences(scores: pd.DataFrame, metrics: str | Sequence[str] = ("accuracy", "confidence"),
-                               method: str = "pearson", categories: Sequence[str] = CATEGORIES, *,
-                               n_boot: int = N_BOOT, level: float = LEVEL, seed: int = SEED) -> pd.DataFrame:
+def category_scale_differences(
+    scores: pd.DataFrame,
+    metrics: str | Sequence[str] = ("accuracy", "confidence"),
+    method: str = "pearson",
+    categories: Sequence[str] = CATEGORIES,
+    *,
+    n_boot: int = N_BOOT,
+    level: float = LEVEL,
+    seed: int = SEED,
+) -> pd.DataFrame:
     """The change of a category's mean cross-stage r between consecutive scales, with a paired bootstrap.
 
     The paper's headline (mean accuracy r 0.49 -> 0.60, confidence 0.68 -> 0.39) is category "all".
@@ -118,11 +163,21 @@ def category_scale_differences(scores: pd.DataFrame, metrics: str | Sequence[str
             for small, large in zip(scales, scales[1:], strict=False):
                 at = {s: group[group["scale"] == s].set_index("benchmark") for s in (small, large)}
                 common = at[small].index.intersection(at[large].index, sort=False)
-                before, after = ((np.stack(at[s].loc[common, "pt"]), np.stack(at[s].loc[common, "sft"]))
-                                 for s in (small, large))
-                rows.append({"metric": metric, "category": category, "method": method, "scale_from": small,
-                             "scale_to": large, "n_benchmarks": len(common),
-                             **_paired_difference(before, after, method, n_boot, level, seed)})
+                before, after = (
+                    (np.stack(at[s].loc[common, "pt"]), np.stack(at[s].loc[common, "sft"]))
+                    for s in (small, large)
+                )
+                rows.append(
+                    {
+                        "metric": metric,
+                        "category": category,
+                        "method": method,
+                        "scale_from": small,
+                        "scale_to": large,
+                        "n_benchmarks": len(common),
+                        **_paired_difference(before, after, method, n_boot, level, seed),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -146,8 +201,12 @@ def _scale_categories(matrix: pd.DataFrame) -> list[tuple[str, str]]:
     return [key for key, present in stages.items() if {"PT", "SFT"} <= present]
 
 
-def coherence_pairs(scores: pd.DataFrame, metrics: str | Sequence[str] = ("accuracy", "confidence"),
-                    method: str = "pearson", categories: Sequence[str] = CATEGORIES) -> pd.DataFrame:
+def coherence_pairs(
+    scores: pd.DataFrame,
+    metrics: str | Sequence[str] = ("accuracy", "confidence"),
+    method: str = "pearson",
+    categories: Sequence[str] = CATEGORIES,
+) -> pd.DataFrame:
     """Intra-category coherence: corr between two different benchmarks i != j of one category.
 
     kind "PT-PT": corr(a_i^PT, a_j^PT); "SFT-SFT": the same after SFT; "PT-SFT": corr(a_i^PT, a_j^SFT),
@@ -159,15 +218,31 @@ def coherence_pairs(scores: pd.DataFrame, metrics: str | Sequence[str] = ("accur
         matrix = mixture_matrix(scores, metric, categories)
         for scale, category in _scale_categories(matrix):
             for kind, i, j, x, y in _coherence_vectors(matrix, scale, category):
-                rows.append({"scale": scale, "metric": metric, "category": category, "kind": kind,
-                             "benchmark_i": i, "benchmark_j": j, "method": method,
-                             "r": float(correlation(x, y, method))})
+                rows.append(
+                    {
+                        "scale": scale,
+                        "metric": metric,
+                        "category": category,
+                        "kind": kind,
+                        "benchmark_i": i,
+                        "benchmark_j": j,
+                        "method": method,
+                        "r": float(correlation(x, y, method)),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
-def coherence_means(scores: pd.DataFrame, metrics: str | Sequence[str] = ("accuracy", "confidence"),
-                    method: str = "pearson", categories: Sequence[str] = CATEGORIES, *, n_boot: int = N_BOOT,
-                    level: float = LEVEL, seed: int = SEED) -> pd.DataFrame:
+def coherence_means(
+    scores: pd.DataFrame,
+    metrics: str | Sequence[str] = ("accuracy", "confidence"),
+    method: str = "pearson",
+    categories: Sequence[str] = CATEGORIES,
+    *,
+    n_boot: int = N_BOOT,
+    level: float = LEVEL,
+    seed: int = SEED,
+) -> pd.DataFrame:
     """Mean coherence over a category's benchmark pairs, per (scale, metric, category, kind), with a CI.
 
     The paper (science accuracy, 240M -> 1B): PT 0.24 -> 0.50, SFT -0.19 -> 0.17, cross -0.15 -> 0.25.
@@ -182,9 +257,18 @@ def coherence_means(scores: pd.DataFrame, metrics: str | Sequence[str] = ("accur
                 pairs.append((scale, metric, category, kind, x, y))
     rows = []
     frame = pd.DataFrame(pairs, columns=["scale", "metric", "category", "kind", "x", "y"])
-    for (scale, metric, category, kind), group in frame.groupby(["scale", "metric", "category", "kind"], sort=False):
-        summary = mean_correlation(np.stack(group["x"]), np.stack(group["y"]), method, permutation_p=False,
-                                   n_boot=n_boot, level=level, seed=seed)
+    for (scale, metric, category, kind), group in frame.groupby(
+        ["scale", "metric", "category", "kind"], sort=False
+    ):
+        summary = mean_correlation(
+            np.stack(group["x"]),
+            np.stack(group["y"]),
+            method,
+            permutation_p=False,
+            n_boot=n_boot,
+            level=level,
+            seed=seed,
+        )
         summary.pop("p")
         summary["n_pairs"] = summary.pop("n_rows")
         rows.append({"scale": scale, "metric": metric, "category": category, "kind": kind, **summary})
@@ -197,8 +281,12 @@ def _stage_matrix(matrix: pd.DataFrame, scale: str, stage: str, method: str) -> 
     return pd.DataFrame(r, index=values.index, columns=values.index)
 
 
-def cross_benchmark_matrix(scores: pd.DataFrame, metric: str = "confidence", method: str = "pearson",
-                           categories: Sequence[str] = CATEGORIES) -> pd.DataFrame:
+def cross_benchmark_matrix(
+    scores: pd.DataFrame,
+    metric: str = "confidence",
+    method: str = "pearson",
+    categories: Sequence[str] = CATEGORIES,
+) -> pd.DataFrame:
     """corr(b_i, b_j) across mixtures for every pair of benchmarks, per (scale, stage), in long form.
 
     The paper's 20 x 20 confidence heatmaps. Columns: scale, stage, category_i, benchmark_i, category_j,
@@ -212,13 +300,29 @@ def cross_benchmark_matrix(scores: pd.DataFrame, metric: str = "confidence", met
         square.columns.names = ["category_j", "benchmark_j"]
         long = square.stack(["category_j", "benchmark_j"]).rename("r").reset_index()
         frames.append(long.assign(scale=scale, stage=stage, metric=metric, method=method))
-    columns = ["scale", "stage", "category_i", "benchmark_i", "category_j", "benchmark_j", "metric", "method", "r"]
+    columns = [
+        "scale",
+        "stage",
+        "category_i",
+        "benchmark_i",
+        "category_j",
+        "benchmark_j",
+        "metric",
+        "method",
+        "r",
+    ]
     return pd.concat(frames, ignore_index=True)[columns]
 
 
-def matrix_similarity(scores: pd.DataFrame, metric: str = "confidence", method: str = "pearson",
-                      categories: Sequence[str] = CATEGORIES, *, n_perm: int = N_MANTEL,
-                      seed: int = SEED) -> pd.DataFrame:
+def matrix_similarity(
+    scores: pd.DataFrame,
+    metric: str = "confidence",
+    method: str = "pearson",
+    categories: Sequence[str] = CATEGORIES,
+    *,
+    n_perm: int = N_MANTEL,
+    seed: int = SEED,
+) -> pd.DataFrame:
     """How alike the PT and SFT cross-benchmark matrices are, per scale: Pearson r of the off-diagonal
     entries, with a one-sided Mantel permutation p (exact over all label orders for <= 9 benchmarks).
 
@@ -236,10 +340,19 @@ def matrix_similarity(scores: pd.DataFrame, metric: str = "confidence", method: 
         orders, exact = pairings(len(common), n_perm, seed)
         permuted = sft[orders[:, i], orders[:, j]][:, kept]
         null = correlation(pt[i, j][kept], permuted)
-        rows.append({"scale": scale, "metric": metric, "method": method, "n_benchmarks": len(common),
-                     "n_entries": int(kept.sum()), "r": observed,
-                     "p_mantel": p_from_null(null[np.isfinite(null)], observed, "greater", exact),
-                     "p_naive": float(sps.pearsonr(pt[i, j][kept], sft[i, j][kept]).pvalue), "exact": exact})
+        rows.append(
+            {
+                "scale": scale,
+                "metric": metric,
+                "method": method,
+                "n_benchmarks": len(common),
+                "n_entries": int(kept.sum()),
+                "r": observed,
+                "p_mantel": p_from_null(null[np.isfinite(null)], observed, "greater", exact),
+                "p_naive": float(sps.pearsonr(pt[i, j][kept], sft[i, j][kept]).pvalue),
+                "exact": exact,
+            }
+        )
     return pd.DataFrame(rows)
 
 

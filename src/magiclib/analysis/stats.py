@@ -126,8 +126,10 @@ def permutation_null(xs, ys, method: str, orders: np.ndarray) -> np.ndarray:
         if (denominator == 0).any():
             return np.full(len(orders), np.nan)
         weights = np.einsum("bp,bac->pac", sign_y / denominator[:, None], sign_x).reshape(len(i), n * n)
-        null = sum(weights[pair].take(orders[:, a] * n + orders[:, c])
-                   for pair, (a, c) in enumerate(zip(i, j, strict=True)))
+        null = sum(
+            weights[pair].take(orders[:, a] * n + orders[:, c])
+            for pair, (a, c) in enumerate(zip(i, j, strict=True))
+        )
     else:
         xc, yc = xs - xs.mean(1, keepdims=True), ys - ys.mean(1, keepdims=True)
         denominator = np.sqrt((xc * xc).sum(1) * (yc * yc).sum(1))
@@ -149,7 +151,9 @@ def _rank_null(method: str, x_sorted: tuple, y_sorted: tuple, n_random: int, see
     return null
 
 
-def p_from_null(null: np.ndarray, observed: float, alternative: str = "two-sided", exact: bool = True) -> float:
+def p_from_null(
+    null: np.ndarray, observed: float, alternative: str = "two-sided", exact: bool = True
+) -> float:
     """Share of the null at least as extreme as `observed` (scipy's conventions; see the module text)."""
     _check_alternative(alternative)
     if not np.isfinite(observed):
@@ -166,8 +170,15 @@ def p_from_null(null: np.ndarray, observed: float, alternative: str = "two-sided
     return float(min(1.0, 2 * min(p_greater, p_less)))
 
 
-def permutation_pvalue(x, y, method: str = "pearson", alternative: str = "two-sided", *,
-                       n_perm_mc: int = N_PERM_MC, seed: int = SEED) -> float:
+def permutation_pvalue(
+    x,
+    y,
+    method: str = "pearson",
+    alternative: str = "two-sided",
+    *,
+    n_perm_mc: int = N_PERM_MC,
+    seed: int = SEED,
+) -> float:
     """Permutation p-value of corr(x, y): exact over all n! pairings for n <= 9, else Monte Carlo."""
     check_method(method)
     x, y = _vectors(x, y)
@@ -176,8 +187,9 @@ def permutation_pvalue(x, y, method: str = "pearson", alternative: str = "two-si
     if method == "pearson":
         null = permutation_null(x, y, method, orders)
     else:
-        null = _rank_null(method, tuple(np.sort(sps.rankdata(x))), tuple(np.sort(sps.rankdata(y))),
-                          n_perm_mc, seed)
+        null = _rank_null(
+            method, tuple(np.sort(sps.rankdata(x))), tuple(np.sort(sps.rankdata(y))), n_perm_mc, seed
+        )
     return p_from_null(null, observed, alternative, exact)
 
 
@@ -206,8 +218,9 @@ def percentile_interval(samples, level: float = LEVEL) -> tuple[float, float, in
     return float(low), float(high), dropped
 
 
-def bootstrap_ci(x, y, method: str = "pearson", *, n_boot: int = N_BOOT, level: float = LEVEL,
-                 seed: int = SEED) -> tuple[float, float, int]:
+def bootstrap_ci(
+    x, y, method: str = "pearson", *, n_boot: int = N_BOOT, level: float = LEVEL, seed: int = SEED
+) -> tuple[float, float, int]:
     """Percentile bootstrap interval of corr(x, y) over resampled (x_i, y_i) pairs: (low, high, n_dropped)."""
     x, y = _vectors(x, y)
     indices = bootstrap_indices(len(x), n_boot, seed)
@@ -226,8 +239,17 @@ def fisher_ci(r: float, n: int, method: str = "pearson", level: float = LEVEL) -
     return float(np.tanh(center - half_width)), float(np.tanh(center + half_width))
 
 
-def correlate(x, y, method: str = "pearson", *, alternative: str = "two-sided", n_boot: int = N_BOOT,
-              level: float = LEVEL, seed: int = SEED, n_perm_mc: int = N_PERM_MC) -> dict:
+def correlate(
+    x,
+    y,
+    method: str = "pearson",
+    *,
+    alternative: str = "two-sided",
+    n_boot: int = N_BOOT,
+    level: float = LEVEL,
+    seed: int = SEED,
+    n_perm_mc: int = N_PERM_MC,
+) -> dict:
     """corr(x, y) with its permutation p-value, bootstrap interval and Fisher-z interval.
 
     The paper reported r alone; we add p, ci_low/ci_high (percentile bootstrap over mixtures) and
@@ -241,22 +263,41 @@ def correlate(x, y, method: str = "pearson", *, alternative: str = "two-sided", 
     row = {"method": method, "n": len(x)}
     if len(x) < 3:
         nan = float("nan")
-        return row | {"r": nan, "p": nan, "ci_low": nan, "ci_high": nan, "fisher_low": nan,
-                      "fisher_high": nan, "boot_degenerate": 0}
+        return row | {
+            "r": nan,
+            "p": nan,
+            "ci_low": nan,
+            "ci_high": nan,
+            "fisher_low": nan,
+            "fisher_high": nan,
+            "boot_degenerate": 0,
+        }
     r = float(correlation(x, y, method))
     low, high, dropped = bootstrap_ci(x, y, method, n_boot=n_boot, level=level, seed=seed)
     fisher_low, fisher_high = fisher_ci(r, len(x), method, level)
     return row | {
         "r": r,
         "p": permutation_pvalue(x, y, method, alternative, n_perm_mc=n_perm_mc, seed=seed),
-        "ci_low": low, "ci_high": high, "fisher_low": fisher_low, "fisher_high": fisher_high,
+        "ci_low": low,
+        "ci_high": high,
+        "fisher_low": fisher_low,
+        "fisher_high": fisher_high,
         "boot_degenerate": dropped,
     }
 
 
-def mean_correlation(xs, ys, method: str = "pearson", *, alternative: str = "two-sided",
-                     permutation_p: bool = True, n_boot: int = N_BOOT, level: float = LEVEL, seed: int = SEED,
-                     n_perm_mc: int = N_PERM_MC) -> dict:
+def mean_correlation(
+    xs,
+    ys,
+    method: str = "pearson",
+    *,
+    alternative: str = "two-sided",
+    permutation_p: bool = True,
+    n_boot: int = N_BOOT,
+    level: float = LEVEL,
+    seed: int = SEED,
+    n_perm_mc: int = N_PERM_MC,
+) -> dict:
     """The mean of corr(xs[b], ys[b]) over rows b (e.g. a category's benchmarks), with a CI and a p-value.
 
     The paper averaged per-benchmark r within a category. The interval resamples mixtures (the same
@@ -268,7 +309,9 @@ def mean_correlation(xs, ys, method: str = "pearson", *, alternative: str = "two
     check_method(method)
     xs, ys = np.atleast_2d(np.asarray(xs, dtype=float)), np.atleast_2d(np.asarray(ys, dtype=float))
     if xs.shape != ys.shape:
-        raise ValueError(f"xs and ys must have the same shape (rows x mixtures); got {xs.shape} and {ys.shape}")
+        raise ValueError(
+            f"xs and ys must have the same shape (rows x mixtures); got {xs.shape} and {ys.shape}"
+        )
     n = xs.shape[1]
     row = {"method": method, "n": n, "n_rows": xs.shape[0]}
     rs = correlation(xs, ys, method)

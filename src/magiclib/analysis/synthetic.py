@@ -2,20 +2,21 @@
 
 `make_scores` gives plausible random values (fixed seed): each benchmark has a latent mixture effect at PT
 that carries over to SFT with a benchmark-specific strength, plus seed noise. Tests overwrite columns to
-plant exact structure (a perfect transfer, a reversal) and check that the analysis finds it.
+plant exact structure (`plant_sft`: a perfect transfer, a reversal) and check that the analysis finds it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 # The study's 20 benchmarks and their categories (see ../shared/DESIGN.md).
 BENCHMARKS = {
-    **dict.fromkeys(["hellaswag", "piqa", "copa", "winogrande", "social_iqa", "commonsense_qa", "boolq"],
-                    "commonsense"),
+    **dict.fromkeys(
+        ["hellaswag", "piqa", "copa", "winogrande", "social_iqa", "commonsense_qa", "boolq"], "commonsense"
+    ),
     **dict.fromkeys(["arc_easy", "arc_challenge", "sciq", "openbookqa"], "science"),
     **dict.fromkeys(["mnli", "qnli", "rte", "cb"], "nli"),
     **dict.fromkeys(["wic", "wsc", "multirc", "mrpc", "sst2"], "semantic"),
@@ -25,8 +26,13 @@ CODE_SHARES = {"P0": 0.25, "P1": 0.35, "P2": 0.45}
 SCALES = {"mini-s": 1_000_000, "mini-l": 4_000_000}
 
 
-def make_scores(scales: Mapping[str, int] = SCALES, benchmarks: Mapping[str, str] = BENCHMARKS,
-                seeds: Sequence[int] = (0,), n_items: int = 200, seed: int = 0) -> pd.DataFrame:
+def make_scores(
+    scales: Mapping[str, int] = SCALES,
+    benchmarks: Mapping[str, str] = BENCHMARKS,
+    seeds: Sequence[int] = (0,),
+    n_items: int = 200,
+    seed: int = 0,
+) -> pd.DataFrame:
     """One row per (mixture, scale, stage, seed, benchmark) with every column the study runner writes.
 
     scales: name -> n_params; benchmarks: name -> category; seeds: the training seeds (seed noise);
@@ -43,19 +49,58 @@ def make_scores(scales: Mapping[str, int] = SCALES, benchmarks: Mapping[str, str
             after = carry * effect + np.sqrt(1 - carry**2) * rng.normal(size=len(mixtures))
             for stage, signal, lift in (("PT", effect, 0.0), ("SFT", after, 0.02)):
                 for train_seed in seeds:
-                    accuracy = np.clip(base + lift + 0.03 * signal + rng.normal(0, 0.005, len(mixtures)), 0, 1)
+                    accuracy = np.clip(
+                        base + lift + 0.03 * signal + rng.normal(0, 0.005, len(mixtures)), 0, 1
+                    )
                     confidence = np.clip(0.35 + 0.5 * accuracy + rng.normal(0, 0.01, len(mixtures)), 0, 1)
-                    for (mixture, web, proportions, share), acc, conf in zip(mixtures, accuracy, confidence,
-                                                                             strict=True):
+                    for (mixture, web, proportions, share), acc, conf in zip(
+                        mixtures, accuracy, confidence, strict=True
+                    ):
                         ece = abs(conf - acc) + 0.01
-                        rows.append({
-                            "mixture": mixture, "web_source": web, "proportions": proportions, "code_share": share,
-                            "scale": scale, "n_params": n_params, "stage": stage, "seed": train_seed,
-                            "benchmark": benchmark, "category": category, "n": n_items, "score_rule": "acc",
-                            "acc": acc, "acc_norm": min(1.0, acc + 0.01), "accuracy": acc,
-                            "accuracy_se": np.sqrt(acc * (1 - acc) / n_items),
-                            "confidence": conf, "confidence_se": 0.01,
-                            "gold_prob": 0.05 + 0.8 * acc, "gold_prob_se": 0.01,
-                            "ece": ece, "ece_15": ece + 0.005, "brier": 1 - 0.8 * acc,
-                        })
+                        rows.append(
+                            {
+                                "mixture": mixture,
+                                "web_source": web,
+                                "proportions": proportions,
+                                "code_share": share,
+                                "scale": scale,
+                                "n_params": n_params,
+                                "stage": stage,
+                                "seed": train_seed,
+                                "benchmark": benchmark,
+                                "category": category,
+                                "n": n_items,
+                                "score_rule": "acc",
+                                "acc": acc,
+                                "acc_norm": min(1.0, acc + 0.01),
+                                "accuracy": acc,
+                                "accuracy_se": np.sqrt(acc * (1 - acc) / n_items),
+                                "confidence": conf,
+                                "confidence_se": 0.01,
+                                "gold_prob": 0.05 + 0.8 * acc,
+                                "gold_prob_se": 0.01,
+                                "ece": ece,
+                                "ece_15": ece + 0.005,
+                                "brier": 1 - 0.8 * acc,
+                            }
+                        )
     return pd.DataFrame(rows)
+
+
+def plant_sft(
+    scores: pd.DataFrame, benchmark: str, metric: str, from_pt: Callable[[np.ndarray], np.ndarray]
+) -> pd.DataFrame:
+    """A copy of `scores` whose SFT `metric` of `benchmark` is from_pt(its PT values), mixture by mixture.
+
+    E.g. from_pt=lambda pt: 0.5 * pt + 0.3 plants a perfect transfer, lambda pt: 1 - pt a perfect reversal.
+    """
+    if benchmark not in set(scores["benchmark"]):
+        raise ValueError(
+            f"benchmark {benchmark!r} is not in the table; pick one of {sorted(set(scores['benchmark']))}"
+        )
+    scores = scores.copy()
+    keys = ["scale", "mixture", "seed"]
+    pt = scores[(scores["benchmark"] == benchmark) & (scores["stage"] == "PT")].set_index(keys)[metric]
+    sft = (scores["benchmark"] == benchmark) & (scores["stage"] == "SFT")
+    scores.loc[sft, metric] = from_pt(pt.reindex(pd.MultiIndex.from_frame(scores.loc[sft, keys])).to_numpy())
+    return scores

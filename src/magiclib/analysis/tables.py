@@ -52,10 +52,14 @@ def check_metric(scores: pd.DataFrame, metric: str) -> None:
             f"or another numeric column ({', '.join(map(str, scores.columns))})"
         )
     if not pd.api.types.is_numeric_dtype(scores[metric]):
-        raise ValueError(f"metric {metric!r} is not numeric (dtype {scores[metric].dtype}); pick a numeric column")
+        raise ValueError(
+            f"metric {metric!r} is not numeric (dtype {scores[metric].dtype}); pick a numeric column"
+        )
     if scores[metric].isna().any():
         bad = scores.loc[scores[metric].isna(), KEYS + ["mixture"]].head(3).to_dict("records")
-        raise ValueError(f"metric {metric!r} has missing values, e.g. {bad}; drop or rescore those rows first")
+        raise ValueError(
+            f"metric {metric!r} has missing values, e.g. {bad}; drop or rescore those rows first"
+        )
 
 
 def scale_order(scores: pd.DataFrame) -> list[str]:
@@ -95,7 +99,9 @@ def _sort_keys(frame: pd.DataFrame, scores: pd.DataFrame, categories: Sequence[s
     return frame.sort_values(by, key=position, kind="stable").reset_index(drop=True)
 
 
-def sort_like(frame: pd.DataFrame, scores: pd.DataFrame, categories: Sequence[str] = CATEGORIES) -> pd.DataFrame:
+def sort_like(
+    frame: pd.DataFrame, scores: pd.DataFrame, categories: Sequence[str] = CATEGORIES
+) -> pd.DataFrame:
     """Sort a result table by scale, stage, category, benchmark (whichever it has) in the study's orders."""
     return _sort_keys(frame, scores, categories)
 
@@ -129,7 +135,8 @@ def mixture_matrix(scores: pd.DataFrame, metric: str, categories: Sequence[str] 
     if len(holes):
         examples = [dict(zip(KEYS + ["mixture"], key, strict=True)) for key in holes.index[:3]]
         raise ValueError(
-            f"the scores table has no {metric!r} for {len(holes)} (scale, stage, benchmark, mixture) cell(s), "
+            f"the scores table has no {metric!r} for {len(holes)} (scale, stage, benchmark, mixture) "
+            "cell(s), "
             f"e.g. {examples}; every benchmark needs all {wide.shape[1]} mixtures at each scale and stage. "
             "Finish those runs, or filter the table to complete cells before analysing it"
         )
@@ -143,7 +150,9 @@ def mixture_attributes(scores: pd.DataFrame) -> pd.DataFrame:
     attributes = scores[["mixture"] + MIXTURE_COLUMNS].drop_duplicates().set_index("mixture").sort_index()
     if attributes.index.duplicated().any():
         clash = attributes.index[attributes.index.duplicated()][0]
-        raise ValueError(f"mixture {clash!r} has more than one web_source/proportions/code_share; fix the table")
+        raise ValueError(
+            f"mixture {clash!r} has more than one web_source/proportions/code_share; fix the table"
+        )
     return attributes
 
 

@@ -20,9 +20,13 @@ from .tables import CATEGORIES, METRICS, as_tuple, mixture_matrix, stage_pairs
 ALL = "all"  # the category label of the mean over every benchmark
 
 
-def transfer_table(scores: pd.DataFrame, metrics: str | Sequence[str] = METRICS,
-                   methods: str | Sequence[str] = METHODS, categories: Sequence[str] = CATEGORIES,
-                   **options) -> pd.DataFrame:
+def transfer_table(
+    scores: pd.DataFrame,
+    metrics: str | Sequence[str] = METRICS,
+    methods: str | Sequence[str] = METHODS,
+    categories: Sequence[str] = CATEGORIES,
+    **options,
+) -> pd.DataFrame:
     """corr(PT, SFT) across mixtures per (scale, metric, benchmark, method).
 
     Columns: scale, metric, category, benchmark, method, n, r, p, ci_low, ci_high, fisher_low,
@@ -33,14 +37,25 @@ def transfer_table(scores: pd.DataFrame, metrics: str | Sequence[str] = METRICS,
         pairs = list(stage_pairs(mixture_matrix(scores, metric, categories)))
         for scale, category, benchmark, pt, sft in tqdm(pairs, desc=f"transfer {metric}", leave=False):
             for method in as_tuple(methods):
-                rows.append({"scale": scale, "metric": metric, "category": category, "benchmark": benchmark,
-                             **correlate(pt, sft, method, **options)})
+                rows.append(
+                    {
+                        "scale": scale,
+                        "metric": metric,
+                        "category": category,
+                        "benchmark": benchmark,
+                        **correlate(pt, sft, method, **options),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
-def category_transfer(scores: pd.DataFrame, metrics: str | Sequence[str] = METRICS,
-                      methods: str | Sequence[str] = ("pearson",), categories: Sequence[str] = CATEGORIES,
-                      **options) -> pd.DataFrame:
+def category_transfer(
+    scores: pd.DataFrame,
+    metrics: str | Sequence[str] = METRICS,
+    methods: str | Sequence[str] = ("pearson",),
+    categories: Sequence[str] = CATEGORIES,
+    **options,
+) -> pd.DataFrame:
     """The mean cross-stage r per (scale, metric, category, method), plus category "all" (every benchmark).
 
     The paper reported these means bare. The interval resamples mixtures jointly for all benchmarks of
@@ -50,12 +65,18 @@ def category_transfer(scores: pd.DataFrame, metrics: str | Sequence[str] = METRI
     """
     rows = []
     for metric in as_tuple(metrics):
-        pairs = pd.DataFrame(stage_pairs(mixture_matrix(scores, metric, categories)),
-                             columns=["scale", "category", "benchmark", "pt", "sft"])
-        groups = [(scale, category, group) for (scale, category), group in pairs.groupby(["scale", "category"],
-                                                                                          sort=False)]
+        pairs = pd.DataFrame(
+            stage_pairs(mixture_matrix(scores, metric, categories)),
+            columns=["scale", "category", "benchmark", "pt", "sft"],
+        )
+        groups = [
+            (scale, category, group)
+            for (scale, category), group in pairs.groupby(["scale", "category"], sort=False)
+        ]
         groups += [(scale, ALL, group) for scale, group in pairs.groupby("scale", sort=False)]
-        groups.sort(key=lambda g: list(pairs["scale"].unique()).index(g[0]))  # keep each scale's rows together
+        groups.sort(
+            key=lambda g: list(pairs["scale"].unique()).index(g[0])
+        )  # keep each scale's rows together
         for scale, category, group in tqdm(groups, desc=f"category transfer {metric}", leave=False):
             for method in as_tuple(methods):
                 summary = mean_correlation(np.stack(group["pt"]), np.stack(group["sft"]), method, **options)

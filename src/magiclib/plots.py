@@ -215,7 +215,10 @@ def bundle_version() -> str:
 def write_bundle(static_dir: str | Path) -> Path:
     """Write vl-convert's Vega + Vega-Lite + vega-embed bundle (about 0.9 MB) into the book's static files."""
     path = Path(static_dir) / BUNDLE_NAME
-    io.write_text(path, vlc.javascript_bundle(vl_version=vegalite_version()))
+    # The bundle declares top-level names (`_` among them) that clash with Sphinx's own scripts in the
+    # page's shared scope; a function scope keeps them private. It exports through window.vegaEmbed.
+    bundle = vlc.javascript_bundle(vl_version=vegalite_version())
+    io.write_text(path, f"(function () {{\n{bundle}\n}})();\n")
     return path
 
 

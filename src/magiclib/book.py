@@ -1,0 +1,247 @@
+"""Build the HTML book: execute every chapter with papermill against a results folder, then run Jupyter Book.
+
+The chapter notebooks in `book/` stay output-free in git. `build_book` copies the book's sources into a
+staging folder, executes each chapter into it (papermill, parameters `results_dir` and `preset`, working
+directory `book/`), writes the Vega bundle into its static files and builds HTML from the executed copies
+with Jupyter Book, which itself executes nothing. A chapter is re-executed only when its notebook, the
+library or the results folder changed since the last build (a stamp per chapter, written after success).
+Chapters use `study_config` to get the config their results were computed with, and the tables below
+for what several chapters show (mixtures, scales, benchmarks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from tqdm.auto import tqdm
+
+from . import io, paths, plots
+from .config import StudyConfig, config_hash, load_config
+
+BOOK_DIR = paths.REPO_ROOT / "book"
+BOOK_FILES = ("_config.yml", "_toc.yml")  # at the repository root, beside book/
+STAMPS = "stamps.json"
+
+
+class ChapterError(RuntimeError):
+    """A chapter notebook failed; the message names the chapter and its executed notebook."""
+
+
+def study_config(results_dir: str | Path, preset: str) -> StudyConfig:
+    """The config a results folder was computed with (its config.yaml), else the named preset."""
+    written = Path(results_dir) / "config.yaml"
+    return load_config(str(written) if written.exists() else preset)
+
+
+def human(number: float) -> str:
+    """A count in short form, to three significant digits: 37K, 1.57M, 241M, 1.15B, 12T."""
+    for limit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(number) >= limit:
+            return f"{number / limit:.3g}{suffix}"
+    return f"{number:.3g}"
+
+
+def mixtures_table(cfg: StudyConfig) -> pd.DataFrame:
+    """One row per mixture: web source and its filter, code pools, curated pools and the three token shares."""
+    rows = []
+    for name in cfg.mixture_names:
+        web, props = cfg.mixture(name)
+        rows.append({"mixture": name, "web source": web.label, "web filter": web.filter,
+                     "code pools": ", ".join(web.code_pools), "curated pools": ", ".join(cfg.data.curated_pools),
+                     "web": props.web, "code": props.code, "curated": props.curated})
+    return pd.DataFrame(rows)
+
+
+def scales_table(cfg: StudyConfig) -> pd.DataFrame:
+    """One row per scale: shape, parameters, pretraining steps, tokens and FLOPs per run, SFT settings."""
+    from .model import count_parameters, flops_per_token
+
+    rows = []
+    for name, scale in cfg.scales.items():
+        mc, pt = scale.model, scale.pretrain
+        params = count_parameters(mc)
+        # max_steps None means one pass over the mixture's tokens (see TrainConfig).
+        tokens = pt.max_steps * pt.batch_size * pt.seq_len if pt.max_steps else cfg.data.tokens_per_mixture
+        rows.append({"scale": name, "d_model": mc.d_model, "layers": mc.n_layers, "heads": mc.n_heads,
+                     "head dim": mc.head_dim, "context": mc.context, "vocabulary": mc.vocab_size,
+                     "parameters": params["total"], "non-embedding": params["non_embedding"],
+                     "PT steps": pt.max_steps, "PT tokens": tokens,
+                     "tokens per parameter": tokens / params["total"],
+                     "PT FLOPs": flops_per_token(mc, pt.seq_len) * tokens,
+                     "SFT epochs": scale.sft.epochs if scale.sft.max_steps is None else None,
+                     "SFT steps": scale.sft.max_steps, "GPUs per run": scale.gpus})
+    return pd.DataFrame(rows)
+
+
+def benchmarks_table(cfg: StudyConfig) -> pd.DataFrame:
+    """One row per scored benchmark, by category: items in its split, items scored here, answer choices."""
+    from .benchmarks import BENCHMARKS, STUDY_BENCHMARKS, load_items
+
+    rows = []
+    for name in cfg.eval.benchmarks or STUDY_BENCHMARKS:
+        items = load_items(name)
+        choices = sorted({len(item.continuations) for item in items})
+        scored = len(items) if cfg.eval.items_per_benchmark is None else min(len(items),
+                                                                             cfg.eval.items_per_benchmark)
+        rows.append({"category": BENCHMARKS[name].category, "benchmark": name, "items": len(items),
+                     "items scored": scored,
+                     "choices": str(choices[0]) if len(choices) == 1 else f"{choices[0]}-{choices[-1]}"})
+    frame = pd.DataFrame(rows)
+    order = plots.benchmark_order(frame)
+    return frame.set_index("benchmark").loc[order].reset_index()[list(frame.columns)]
+
+
+def chapters() -> list[Path]:
+    """The chapter notebooks in table-of-contents order."""
+    toc = yaml.safe_load((paths.REPO_ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [entry["file"] for entry in toc.get("chapters", [])]
+    notebooks = [paths.REPO_ROOT / f"{name}.ipynb" for name in files]
+    return [nb for nb in notebooks if nb.exists()]
+
+
+def build_book(cfg: StudyConfig, results: Path, output: Path | None = None, workers: int | None = None) -> Path:
+    """Execute the chapters against `results` and build the HTML book; returns its index.html.
+
+    `output` is the folder that receives `_build/` (default: book/, so the book is book/_build/html);
+    `workers` chapters execute at once (default: up to 4, one per core). Kernel logs go to
+    `_build/chapters.log`, Jupyter Book's to `_build/jupyter-book.log`.
+    """
+    results = Path(results).resolve()
+    build = Path(output or BOOK_DIR).resolve() / "_build"
+    stage = build / "stage"
+    _copy_sources(stage)
+    stamps_path = build / STAMPS
+    stamps = io.read_json(stamps_path) if stamps_path.exists() else {}
+    bundle = plots.bundle_version()
+    if stamps.get(plots.BUNDLE_NAME) != bundle or not (stage / "book" / "_static" / plots.BUNDLE_NAME).exists():
+        plots.write_bundle(stage / "book" / "_static")
+        stamps[plots.BUNDLE_NAME] = bundle
+    results_key = _results_key(results)
+    keys = {nb: _chapter_key(nb, cfg, results, results_key) for nb in chapters()}
+    todo = [nb for nb, key in keys.items() if stamps.get(nb.stem) != key or not _staged(stage, nb).exists()]
+    for notebook in todo:  # a chapter counts as executed only once its stamp is back
+        stamps.pop(notebook.stem, None)
+    io.write_json(stamps_path, stamps)
+    failures = []
+    if todo:
+        workers = workers or min(4, len(todo), os.cpu_count() or 1)
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_log_to,
+                                 initargs=(str(build / "chapters.log"),)) as pool:
+            futures = {pool.submit(_execute, nb, _staged(stage, nb), cfg.name, results): nb for nb in todo}
+            for future in tqdm(as_completed(futures), total=len(futures), desc="chapters", unit="chapter"):
+                notebook = futures[future]
+                try:
+                    future.result()
+                except ChapterError as err:
+                    failures.append(str(err))
+                    continue
+                stamps[notebook.stem] = keys[notebook]
+                io.write_json(stamps_path, stamps)
+    if failures:
+        raise ChapterError("\n".join(failures))
+    return _jupyter_book(stage, build)
+
+
+def _staged(stage: Path, notebook: Path) -> Path:
+    return stage / notebook.relative_to(paths.REPO_ROOT)
+
+
+def _log_to(path: str) -> None:
+    """Send a worker's output, and its kernels', to the build log instead of the terminal."""
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+
+
+def _copy_sources(stage: Path) -> None:
+    """Copy the book's config and every non-notebook file of book/ (copy2 keeps mtimes: Sphinx stays incremental)."""
+    for name in BOOK_FILES:
+        _copy_if_changed(paths.REPO_ROOT / name, stage / name)
+    for source in BOOK_DIR.rglob("*"):
+        relative = source.relative_to(BOOK_DIR)
+        if source.is_dir() or source.suffix == ".ipynb" or relative.parts[0] == "_build" or any(
+                part.startswith(".") for part in relative.parts):
+            continue
+        _copy_if_changed(source, stage / "book" / relative)
+
+
+def _copy_if_changed(source: Path, target: Path) -> None:
+    if target.exists() and target.read_bytes() == source.read_bytes():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with io.atomic_path(target) as tmp:
+        shutil.copy2(source, tmp)
+
+
+def _results_key(results: Path) -> str:
+    """Names, sizes and modification times of every file under the results folder."""
+    digest = hashlib.sha256(str(results).encode())
+    for folder, dirs, files in os.walk(results):
+        dirs.sort()
+        for name in sorted(files):
+            stat = (Path(folder) / name).stat()
+            digest.update(f"{Path(folder, name).relative_to(results)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _chapter_key(notebook: Path, cfg: StudyConfig, results: Path, results_key: str) -> str:
+    """What a chapter's output depends on: its notebook, the library's code, the config and the results."""
+    digest = hashlib.sha256(notebook.read_bytes())
+    for module in sorted((paths.REPO_ROOT / "src" / "magiclib").glob("*.py")):
+        digest.update(module.read_bytes())
+    digest.update(f"{cfg.name}|{config_hash(cfg)}|{results_key}".encode())
+    return digest.hexdigest()
+
+
+def _execute(notebook: Path, target: Path, preset: str, results: Path) -> None:
+    """Run one chapter with papermill into the staging folder; a failure names the chapter and the notebook."""
+    import papermill
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        papermill.execute_notebook(str(notebook), str(target), kernel_name="python3", cwd=str(BOOK_DIR),
+                                   parameters={"results_dir": str(results), "preset": preset},
+                                   progress_bar=False)
+    except papermill.PapermillExecutionError as err:
+        raise ChapterError(
+            f"chapter {notebook.stem} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
+            f"the executed notebook, with the traceback, is {target}"
+        ) from None
+    _fold_parameters(target)
+
+
+def _fold_parameters(notebook: Path) -> None:
+    """Fold papermill's injected-parameters cell in the page: readers can open it to see what ran."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "hide-cell" not in tags:
+            tags.append("hide-cell")
+    io.write_text(notebook, nbformat.writes(nb))
+
+
+def _jupyter_book(stage: Path, build: Path) -> Path:
+    """Build HTML from the staged, executed book into build/html; the log goes to build/jupyter-book.log."""
+    command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage),
+               "--path-output", str(build.parent)]
+    with tqdm(total=1, desc="html", unit="book") as progress:
+        done = subprocess.run(command, capture_output=True, text=True)
+        progress.update()
+    log = build / "jupyter-book.log"
+    io.write_text(log, done.stdout + done.stderr)
+    index = build / "html" / "index.html"
+    if done.returncode or not index.exists():
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+        raise RuntimeError(f"jupyter-book build failed (exit {done.returncode}); full log: {log}\n{tail}")
+    return index

@@ -1,0 +1,128 @@
+"""Scores from the saved per-choice log-likelihoods: accuracy, confidence and calibration per benchmark.
+
+Everything is recomputed from the tidy `items` table (one row per item and choice), so a metric can change
+without rescoring a checkpoint. Per item, p is the softmax over the choice scores of the benchmark's primary
+rule (raw log-likelihood for acc, log-likelihood per character for acc_norm, as lm-evaluation-harness), so
+the prediction, the confidence (max p) and the gold probability (p[gold]) all come from the same scores.
+Ties go to the first choice, as numpy's (and lm-eval's) argmax.
+
+Columns of `items` other than the per-choice ones (run, mixture, scale, stage...) are grouping keys, so one
+call scores many runs at once. No torch here: the analysis side imports this module.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .benchmarks import BENCHMARKS
+
+CHOICE_COLUMNS = ["item", "choice", "loglik", "n_tokens", "n_chars", "gold"]
+ECE_EQUAL_MASS_BINS = 10
+ECE_EQUAL_WIDTH_BINS = 15
+
+
+def group_keys(items: pd.DataFrame) -> list[str]:
+    """The columns that identify a (run, benchmark): every column that is not per item or per choice."""
+    return [c for c in items.columns if c not in CHOICE_COLUMNS]
+
+
+def _check(items: pd.DataFrame) -> None:
+    missing = [c for c in ["benchmark", *CHOICE_COLUMNS] if c not in items.columns]
+    if missing:
+        raise ValueError(f"the items table lacks column(s) {missing}; pass the table scorer.score_items returns "
+                         f"(columns benchmark, {', '.join(CHOICE_COLUMNS)})")
+    unknown = sorted(set(items["benchmark"]) - set(BENCHMARKS))
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {unknown} in the items table; known: {sorted(BENCHMARKS)}")
+    if (items["n_chars"] <= 0).any():
+        raise ValueError("some choices have n_chars <= 0, so acc_norm (log-likelihood per character) is undefined; "
+                         "rescore them: every choice needs a non-empty text")
+
+
+def _per_item(items: pd.DataFrame) -> pd.DataFrame:
+    """One row per item, in order of first appearance: predictions under both rules, and p-statistics
+    (confidence, gold probability, Brier score) under the primary rule."""
+    _check(items)
+    keys = [*group_keys(items), "item"]
+    item_of = items.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+    order = np.lexsort((items["choice"].to_numpy(), item_of))
+    df, item_of = items.iloc[order].reset_index(drop=True), item_of[order]
+    starts = np.flatnonzero(np.r_[True, item_of[1:] != item_of[:-1]])
+    choice, gold = df["choice"].to_numpy(), df["gold"].to_numpy()
+    loglik = df["loglik"].to_numpy(float)
+    norm = loglik / df["n_chars"].to_numpy(float)
+    is_norm = (df["benchmark"].map(lambda name: BENCHMARKS[name].score_rule) == "acc_norm").to_numpy()
+    primary = np.where(is_norm, norm, loglik)
+
+    def first_argmax(score: np.ndarray) -> np.ndarray:
+        # the smallest choice index reaching the item's maximum: numpy's argmax tie rule
+        at_max = score == np.maximum.reduceat(score, starts)[item_of]
+        return np.minimum.reduceat(np.where(at_max, choice, np.iinfo(np.int64).max), starts)
+
+    p = np.exp(primary - np.maximum.reduceat(primary, starts)[item_of])
+    p /= np.add.reduceat(p, starts)[item_of]
+    is_gold = choice == gold
+    out = df.loc[starts, [*keys, "gold"]].reset_index(drop=True)
+    out["pred_acc"], out["pred_norm"] = first_argmax(loglik), first_argmax(norm)
+    out["pred"] = np.where(is_norm[starts], out["pred_norm"], out["pred_acc"])
+    out["confidence"] = np.maximum.reduceat(p, starts)
+    out["gold_prob"] = np.add.reduceat(np.where(is_gold, p, 0.0), starts)
+    out["brier"] = np.add.reduceat((p - is_gold) ** 2, starts)  # multiclass: sum_k (p_k - [k == gold])^2
+    return out
+
+
+def item_table(items: pd.DataFrame) -> pd.DataFrame:
+    """Per item under the primary rule: prediction, correctness, confidence, gold probability."""
+    per_item = _per_item(items)
+    per_item["correct"] = per_item["pred"] == per_item["gold"]
+    return per_item[[*group_keys(items), "item", "gold", "pred", "correct", "confidence", "gold_prob"]]
+
+
+def ece_equal_mass(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_EQUAL_MASS_BINS) -> float:
+    """Expected calibration error over bins holding equal numbers of items (sorted by confidence)."""
+    order = np.argsort(confidence, kind="stable")
+    return _ece(np.asarray(confidence, float), np.asarray(correct, float), np.array_split(order, n_bins))
+
+
+def ece_equal_width(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_EQUAL_WIDTH_BINS) -> float:
+    """Expected calibration error over equal-width confidence bins (i/n, (i+1)/n], as Guo et al. 2017."""
+    confidence = np.asarray(confidence, float)
+    bin_of = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    return _ece(confidence, np.asarray(correct, float), [np.flatnonzero(bin_of == b) for b in range(n_bins)])
+
+
+def _ece(confidence: np.ndarray, correct: np.ndarray, bins: list[np.ndarray]) -> float:
+    gaps = [len(b) * abs(correct[b].mean() - confidence[b].mean()) for b in bins if len(b)]
+    return float(sum(gaps) / len(confidence))
+
+
+def _mean_se(values: pd.Series) -> tuple[float, float]:
+    values = values.astype(float)
+    return float(values.mean()), float(stats.sem(values)) if len(values) > 1 else float("nan")
+
+
+def score_table(items: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run keys..., benchmark): accuracy under both rules, confidence and calibration."""
+    per_item = _per_item(items)
+    per_item["correct_acc"] = per_item["pred_acc"] == per_item["gold"]
+    per_item["correct_norm"] = per_item["pred_norm"] == per_item["gold"]
+    per_item["correct"] = per_item["pred"] == per_item["gold"]
+    keys = group_keys(items)
+    records = []
+    for key, g in per_item.groupby(keys, sort=False, dropna=False):
+        bench = BENCHMARKS[g["benchmark"].iloc[0]]
+        record = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+        record.update(category=bench.category, n=len(g), score_rule=bench.score_rule)
+        for name, column in (("acc", "correct_acc"), ("acc_norm", "correct_norm"), ("accuracy", "correct"),
+                             ("confidence", "confidence"), ("gold_prob", "gold_prob")):
+            record[name], record[f"{name}_se"] = _mean_se(g[column])
+        record["ece"] = ece_equal_mass(g["confidence"].to_numpy(), g["correct"].to_numpy())
+        record["ece_15"] = ece_equal_width(g["confidence"].to_numpy(), g["correct"].to_numpy())
+        record["brier"], record["brier_se"] = _mean_se(g["brier"])
+        records.append(record)
+    columns = [*[k for k in keys if k != "benchmark"], "benchmark", "category", "n", "score_rule", "acc", "acc_se",
+               "acc_norm", "acc_norm_se", "accuracy", "accuracy_se", "confidence", "confidence_se", "gold_prob",
+               "gold_prob_se", "ece", "ece_15", "brier", "brier_se"]
+    return pd.DataFrame.from_records(records, columns=columns)

@@ -196,7 +196,7 @@ def _results_key(results: Path) -> str:
 def _chapter_key(notebook: Path, cfg: StudyConfig, results: Path, results_key: str) -> str:
     """What a chapter's output depends on: its notebook, the library's code, the config and the results."""
     digest = hashlib.sha256(notebook.read_bytes())
-    for module in sorted((paths.REPO_ROOT / "src" / "magiclib").glob("*.py")):
+    for module in sorted((paths.REPO_ROOT / "src" / "magiclib").rglob("*.py")):
         digest.update(module.read_bytes())
     digest.update(f"{cfg.name}|{config_hash(cfg)}|{results_key}".encode())
     return digest.hexdigest()

@@ -47,6 +47,10 @@ def _theme() -> alt.theme.ThemeConfig:
     }
 
 
+def _titled(chart: alt.TopLevelMixin, title: str | None) -> alt.TopLevelMixin:
+    return chart.properties(title=title) if title else chart
+
+
 def category_scale() -> alt.Scale:
     """The colour scale every chart uses for benchmark categories, in the paper's order."""
     return alt.Scale(domain=list(CATEGORY_ORDER), range=list(CATEGORY_COLORS))
@@ -70,20 +74,26 @@ def bar_ci(frame: pd.DataFrame, value: str, lower: str | None = None, upper: str
     """Bars of `value` per benchmark, coloured by category, with an interval from `lower` to `upper`."""
     order = benchmark_order(frame, benchmark, category)
     x = alt.X(f"{benchmark}:N", sort=order, title=None, axis=alt.Axis(labelAngle=-45))
+    y_title = value  # else Vega-Lite titles the shared axis "value, lower, upper"
     bars = alt.Chart(frame).mark_bar().encode(
         x=x,
-        y=alt.Y(f"{value}:Q"),
-        color=alt.Color(f"{category}:N", scale=category_scale(), title="category"),
-        tooltip=[benchmark, category, alt.Tooltip(value, format=".3f")],
+        y=alt.Y(f"{value}:Q", title=y_title),
+        color=_colour(category),
+        tooltip=[benchmark, category, alt.Tooltip(value, format=".3f")]
+        + [alt.Tooltip(c, format=".3f") for c in (lower, upper) if c],
     )
     if lower is None:
-        return bars.properties(title=title or "")
-    errors = alt.Chart(frame).mark_rule(color="#333").encode(x=x, y=f"{lower}:Q", y2=f"{upper}:Q")
-    return alt.layer(bars, errors).properties(title=title or "")
+        return _titled(bars, title)
+    errors = alt.Chart(frame).mark_rule(color="#333").encode(x=x, y=alt.Y(f"{lower}:Q", title=y_title),
+                                                             y2=f"{upper}:Q")
+    return _titled(alt.layer(bars, errors), title)
 
 
 def heatmap(matrix: pd.DataFrame, *, title: str | None = None, value: str = "r", decimals: int = 2) -> alt.Chart:
-    """A correlation matrix (square DataFrame, labels as index and columns) on a diverging -1..1 scale."""
+    """A correlation matrix (square DataFrame, labels as index and columns) on a diverging -1..1 scale.
+
+    Up to 12 rows the cells carry their values; larger matrices rely on the tooltip.
+    """
     if list(matrix.index) != list(matrix.columns):
         raise ValueError("heatmap needs a square matrix with the same labels on rows and columns "
                          "(e.g. frame.corr()); reorder with matrix.loc[order, order]")
@@ -98,13 +108,15 @@ def heatmap(matrix: pd.DataFrame, *, title: str | None = None, value: str = "r",
         color=alt.Color(f"{value}:Q", scale=alt.Scale(scheme="redblue", domain=[-1, 1], reverse=True)),
         tooltip=["row", "column", alt.Tooltip(value, format=f".{decimals}f")],
     )
-    labels = base.mark_text(fontSize=9).encode(
+    labelled = len(order) <= 12
+    size = len(order) * (36 if labelled else 22)
+    if not labelled:
+        return _titled(cells.properties(width=size, height=size), title)
+    labels = base.mark_text(fontSize=10).encode(
         text=alt.Text(f"{value}:Q", format=f".{decimals}f"),
-        color=alt.condition(f"abs(datum.{value}) > 0.6", alt.value("white"), alt.value("black")),
+        color=alt.condition(f"abs(datum['{value}']) > 0.6", alt.value("white"), alt.value("black")),
     )
-    size = max(160, 24 * len(order))
-    layers = [cells, labels] if len(order) <= 24 else [cells]
-    return alt.layer(*layers).properties(width=size, height=size, title=title or "")
+    return _titled(alt.layer(cells, labels).properties(width=size, height=size), title)
 
 
 def scatter_stages(frame: pd.DataFrame, pt: str = "pt", sft: str = "sft", *, color: str = "category",
@@ -112,49 +124,59 @@ def scatter_stages(frame: pd.DataFrame, pt: str = "pt", sft: str = "sft", *, col
     """One point per row at (PT score, SFT score), coloured by category (or any column), with a y = x line."""
     lo = float(min(frame[pt].min(), frame[sft].min()))
     hi = float(max(frame[pt].max(), frame[sft].max()))
-    colour = (alt.Color(f"{color}:N", scale=category_scale(), title="category") if color == "category"
-              else alt.Color(f"{color}:N"))
     tooltip = [c for c in (label, color) if c] + [alt.Tooltip(pt, format=".3f"), alt.Tooltip(sft, format=".3f")]
     points = alt.Chart(frame).mark_circle(size=60, opacity=0.8).encode(
         x=alt.X(f"{pt}:Q", title="after pretraining (PT)", scale=alt.Scale(zero=False)),
         y=alt.Y(f"{sft}:Q", title="after fine-tuning (SFT)", scale=alt.Scale(zero=False)),
-        color=colour,
+        color=_colour(color),
         tooltip=tooltip,
     )
-    diagonal = alt.Chart(pd.DataFrame({"x": [lo, hi]})).mark_line(color="#999", strokeDash=[4, 4]).encode(
-        x="x:Q", y="x:Q")
-    return alt.layer(diagonal, points).properties(title=title or "")
+    return _titled(alt.layer(_diagonal(lo, hi), points), title)
 
 
 def loss_curves(frame: pd.DataFrame, step: str = "step", loss: str = "loss", *, color: str = "mixture",
                 title: str | None = None) -> alt.Chart:
     """Training loss against step, one line per `color` value (e.g. mixture), log-scaled loss axis."""
-    return alt.Chart(frame).mark_line(strokeWidth=1.5).encode(
+    lines = alt.Chart(frame).mark_line(strokeWidth=1.5).encode(
         x=alt.X(f"{step}:Q", title=step),
-        y=alt.Y(f"{loss}:Q", title=loss, scale=alt.Scale(type="log", zero=False)),
-        color=alt.Color(f"{color}:N"),
+        # nice=False: a "nice" log axis runs from a power of ten to the next and flattens the curves
+        y=alt.Y(f"{loss}:Q", title=loss, scale=alt.Scale(type="log", nice=False)),
+        color=_colour(color),
         tooltip=[color, step, alt.Tooltip(loss, format=".4f")],
-    ).properties(title=title or "")
+    )
+    return _titled(lines, title)
 
 
 def reliability(frame: pd.DataFrame, confidence: str = "confidence", accuracy: str = "accuracy", *,
                 count: str | None = "count", color: str | None = None, title: str | None = None) -> alt.Chart:
-    """A reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration."""
-    colour = (alt.Color(f"{color}:N", scale=category_scale()) if color == "category"
-              else alt.Color(f"{color}:N") if color else alt.value(CATEGORY_COLORS[0]))
-    encoding = {
-        "x": alt.X(f"{confidence}:Q", title="confidence (mean of the bin)", scale=alt.Scale(domain=[0, 1])),
+    """A reliability diagram: accuracy per confidence bin (one line per `color` value, points sized by
+    `count`) against the diagonal of perfect calibration."""
+    position = {
+        "x": alt.X(f"{confidence}:Q", title="confidence (bin mean)", scale=alt.Scale(domain=[0, 1])),
         "y": alt.Y(f"{accuracy}:Q", title="accuracy", scale=alt.Scale(domain=[0, 1])),
-        "color": colour,
-        "tooltip": [c for c in (color, count) if c] + [alt.Tooltip(confidence, format=".3f"),
-                                                        alt.Tooltip(accuracy, format=".3f")],
+        "color": _colour(color) if color else alt.value(CATEGORY_COLORS[0]),
     }
-    if count:
-        encoding["size"] = alt.Size(f"{count}:Q", title="items", legend=None)
-    curve = alt.Chart(frame).mark_line(point=True).encode(**encoding)
-    diagonal = alt.Chart(pd.DataFrame({"x": [0.0, 1.0]})).mark_line(color="#999", strokeDash=[4, 4]).encode(
+    line = alt.Chart(frame).mark_line(strokeWidth=1.5).encode(**position)
+    points = alt.Chart(frame).mark_circle(opacity=0.9).encode(
+        **position,
+        size=alt.Size(f"{count}:Q", title="items", legend=None) if count else alt.value(40),
+        tooltip=[c for c in (color, count) if c] + [alt.Tooltip(confidence, format=".3f"),
+                                                     alt.Tooltip(accuracy, format=".3f")],
+    )
+    return _titled(alt.layer(_diagonal(0.0, 1.0), line, points).properties(width=300, height=300), title)
+
+
+def _colour(column: str) -> alt.Color:
+    """Colour by `column`; benchmark categories always get the book's category colours."""
+    if column == "category":
+        return alt.Color(f"{column}:N", scale=category_scale(), title="category")
+    return alt.Color(f"{column}:N")
+
+
+def _diagonal(lo: float, hi: float) -> alt.Chart:
+    """The dashed y = x line from (lo, lo) to (hi, hi)."""
+    return alt.Chart(pd.DataFrame({"x": [lo, hi]})).mark_line(color="#999", strokeDash=[4, 4]).encode(
         x="x:Q", y="x:Q")
-    return alt.layer(diagonal, curve).properties(width=280, height=280, title=title or "")
 
 
 # --- offline output ---------------------------------------------------------------------------------------
@@ -193,7 +215,7 @@ def render(chart: alt.TopLevelMixin) -> str:
     svg = vlc.vegalite_to_svg(chart_spec, vl_version=vegalite_version())
     # "</" inside JSON would end the <script> element early; "<\/" is the same string to JSON.
     payload = json.dumps(chart_spec, sort_keys=True).replace("</", "<\\/")
-    description = html.escape(str(chart_spec.get("description") or _title(chart_spec) or "chart"))
+    description = html.escape(str(chart_spec.get("description") or _spec_title(chart_spec) or "chart"))
     return (f'<div class="magic-chart" role="figure" aria-label="{description}">'
             f'<div class="magic-chart-static">{svg}</div>'
             f'<script type="application/json">{payload}</script>'
@@ -222,6 +244,6 @@ def write_bundle(static_dir: str | Path) -> Path:
     return path
 
 
-def _title(chart_spec: dict) -> str:
+def _spec_title(chart_spec: dict) -> str:
     title = chart_spec.get("title")
     return title.get("text", "") if isinstance(title, dict) else title or ""

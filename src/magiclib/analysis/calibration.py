@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from .stats import correlate, mean_correlation
 from .tables import CATEGORIES, as_tuple, check_columns, mixture_matrix, select
@@ -45,9 +46,8 @@ def alignment_by_benchmark(
     accuracy, confidence = (mixture_matrix(scores, m, categories) for m in ("accuracy", "confidence"))
     confidence = confidence.reindex(accuracy.index)
     rows = []
-    for (scale, stage, category, benchmark), acc, conf in zip(
-        accuracy.index, accuracy.to_numpy(float), confidence.to_numpy(float), strict=True
-    ):
+    cells = list(zip(accuracy.index, accuracy.to_numpy(float), confidence.to_numpy(float), strict=True))
+    for (scale, stage, category, benchmark), acc, conf in tqdm(cells, desc="alignment", leave=False):
         rows.append(
             {
                 "scale": scale,

@@ -60,6 +60,8 @@ def predictor_ranking(
 ) -> pd.DataFrame:
     """Benchmarks ranked as predictors of their own post-SFT results, per scale.
 
+    The paper ranked benchmarks by r alone; we add the exact p, intervals, decision accuracy and a verdict.
+
     Columns: scale, metric, category, benchmark, method, n, r, p, ci_low, ci_high, ..., decision_accuracy,
     rank (1 = highest r at that scale) and verdict: "robust" (r > 0 with permutation p < alpha),
     "reversed" (r < 0, p < alpha) or "uncertain". The verdict uses the exact p rather than the bootstrap

@@ -257,9 +257,8 @@ def coherence_means(
                 pairs.append((scale, metric, category, kind, x, y))
     rows = []
     frame = pd.DataFrame(pairs, columns=["scale", "metric", "category", "kind", "x", "y"])
-    for (scale, metric, category, kind), group in frame.groupby(
-        ["scale", "metric", "category", "kind"], sort=False
-    ):
+    groups = frame.groupby(["scale", "metric", "category", "kind"], sort=False)
+    for (scale, metric, category, kind), group in tqdm(groups, desc="coherence means", leave=False):
         summary = mean_correlation(
             np.stack(group["x"]),
             np.stack(group["y"]),

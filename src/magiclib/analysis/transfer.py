@@ -69,14 +69,12 @@ def category_transfer(
             stage_pairs(mixture_matrix(scores, metric, categories)),
             columns=["scale", "category", "benchmark", "pt", "sft"],
         )
-        groups = [
-            (scale, category, group)
-            for (scale, category), group in pairs.groupby(["scale", "category"], sort=False)
-        ]
-        groups += [(scale, ALL, group) for scale, group in pairs.groupby("scale", sort=False)]
-        groups.sort(
-            key=lambda g: list(pairs["scale"].unique()).index(g[0])
-        )  # keep each scale's rows together
+        groups = []
+        for scale, at_scale in pairs.groupby("scale", sort=False):
+            groups += [
+                (scale, category, group) for category, group in at_scale.groupby("category", sort=False)
+            ]
+            groups.append((scale, ALL, at_scale))
         for scale, category, group in tqdm(groups, desc=f"category transfer {metric}", leave=False):
             for method in as_tuple(methods):
                 summary = mean_correlation(np.stack(group["pt"]), np.stack(group["sft"]), method, **options)

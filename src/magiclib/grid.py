@@ -192,7 +192,7 @@ _RUN_KEYS = ["mixture", "web_source", "proportions", "code_share", "scale", "n_p
 
 def assemble_tables(cfg: StudyConfig, results: Path) -> dict[str, pd.DataFrame]:
     """Rebuild runs, scores and items tables from the finished run folders (so a crash loses nothing)."""
-    runs, scores, items = [], [], []
+    runs, scores, items, losses = [], [], [], []
     for st in plan(cfg):
         folder = steps.step_dir(cfg, results, st)
         if not steps.is_done(cfg, results, st):
@@ -210,7 +210,10 @@ def assemble_tables(cfg: StudyConfig, results: Path) -> dict[str, pd.DataFrame]:
         if st.kind == "evaluate":
             scores.append(pd.read_parquet(folder / "scores.parquet").assign(**keys))
             items.append(pd.read_parquet(folder / "items.parquet").assign(**keys))
+        else:
+            losses.append(pd.read_parquet(folder / "loss.parquet").assign(**keys))
     tables = {"runs": pd.DataFrame(runs),
+              "losses": _front(pd.concat(losses, ignore_index=True)) if losses else pd.DataFrame(),
               "scores": _front(pd.concat(scores, ignore_index=True)) if scores else pd.DataFrame(),
               "items": _front(pd.concat(items, ignore_index=True)) if items else pd.DataFrame()}
     for name, frame in tables.items():

@@ -1,16 +1,17 @@
 """End to end on the smoke preset: prepare the pools -> train the tokenizer -> build one mixture."""
 
+import gzip
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from transformers import AutoTokenizer
 
 from magiclib.config import load_config
-from magiclib.data import build_mixture, build_tokenizer, data_table, decontam, prepare_pools
+from magiclib.data import build_mixture, build_tokenizer, data_table, decontam, prepare_pools, sources
 from magiclib.data.pools import SAMPLE_SEED, study_pools
-from magiclib.data.sources import pool_source, read_docs
-
-pytestmark = pytest.mark.slow  # about 6 s: reads the real mirror
+from magiclib.data.sources import PoolSource, pool_source, read_docs
 
 OVERRIDES = ["data.docs_per_pool=60", "data.tokens_per_mixture=5000", "data.tokenizer_train_docs=100"]
 
@@ -29,6 +30,7 @@ def prepared(tmp_path_factory):
     return cfg, out, summary, planted["id"]
 
 
+@pytest.mark.slow  # the module's real-mirror tests share one ~5 s preparation
 def test_pools_and_reports_are_written(prepared):
     cfg, out, summary, _ = prepared
     for name in [*cfg.web_sources, *study_pools(cfg)]:
@@ -44,12 +46,14 @@ def test_pools_and_reports_are_written(prepared):
     assert set(examples["decision"]) == {"kept", "dropped"}
 
 
+@pytest.mark.slow
 def test_web_sources_differ(prepared):
     _, out, _, _ = prepared
     ids = {name: set(pd.read_parquet(out / "pools" / f"{name}.parquet")["id"]) for name in ("V1", "V2", "V3")}
     assert ids["V2"] < ids["V1"] and ids["V3"] < ids["V1"] and ids["V2"] != ids["V3"]
 
 
+@pytest.mark.slow
 def test_planted_benchmark_passage_is_removed(prepared):
     _, out, summary, planted_id = prepared
     assert planted_id not in set(pd.read_parquet(out / "pools" / "wikipedia.parquet")["id"])
@@ -58,6 +62,7 @@ def test_planted_benchmark_passage_is_removed(prepared):
     assert summary["removed"]["wikipedia"]["decontam"] == 1
 
 
+@pytest.mark.slow
 def test_tokenizer_and_mixture_from_prepared_pools(prepared, tmp_path):
     cfg, out, summary, _ = prepared
     build_tokenizer(cfg, out, tmp_path / "tok")
@@ -67,3 +72,29 @@ def test_tokenizer_and_mixture_from_prepared_pools(prepared, tmp_path):
     row = data_table([{"step": "pools", "summary": summary}, {"step": "mixture V3-P0 s0", "summary": stats}]).iloc[0]
     assert row["mixture"] == "V3-P0" and row["tokens_web"] == 3250
     assert row["removed_quality"] == summary["removed"]["V3"]["quality"] > 0 and row["removed_edu"] == 0
+
+
+def test_hub_mode_reads_each_web_source_from_its_own_dataset(tmp_path, monkeypatch):
+    """With data.source=hub the web sources are the (already filtered) hub datasets: sampled, decontaminated."""
+    def local_dataset(name, field, code=False):
+        folder = tmp_path / "hub" / name
+        folder.mkdir(parents=True)
+        with gzip.open(folder / "train.jsonl.gz", "wt") as f:
+            f.writelines(json.dumps({field: f"{name} text number {i} " * 8}) + "\n" for i in range(30))
+        return PoolSource(str(folder), None, "train", None, field, code=code)
+
+    monkeypatch.setattr(sources, "WEB_HUB_SOURCES", {f: local_dataset(f, "content") for f in ("heuristic", "edu",
+                                                                                                "quality")})
+    monkeypatch.setattr(sources, "POOL_SOURCES", {p: local_dataset(p, "text", code=p.startswith("code"))
+                                                  for p in sources.POOL_SOURCES})
+    item = "edu text number 3 edu text number 3 edu text number 3 edu text number 3"
+    monkeypatch.setattr(decontam, "study_benchmark_texts", lambda n: {"planted": [item]})
+    cfg = load_config("smoke", ["data.source=hub", "data.docs_per_pool=null"])
+    summary = prepare_pools(cfg, tmp_path / "out")
+    assert summary["where"] == "hub"
+    v2 = pd.read_parquet(tmp_path / "out" / "pools" / "V2.parquet")
+    assert v2["text"].str.startswith("edu text").all() and v2["source"].str.endswith("/edu").all()
+    stages = pd.read_parquet(tmp_path / "out" / "filters.parquet").query("pool == 'V2'")["stage"].tolist()
+    assert stages == ["sample", "decontam"]
+    assert summary["removed"]["V2"]["decontam"] == 1 and len(v2) == 29  # the one holding the planted item
+    assert summary["removed"]["V1"]["decontam"] == 0 and summary["docs"]["books"] == 30

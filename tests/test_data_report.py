@@ -25,6 +25,8 @@ def test_one_row_per_mixture_with_its_web_sources_removals():
     assert table.loc["V1-P0", "tokens_web"] == 60 and table.loc["V2-P0", "epochs_code_go"] == 1.5
     assert table.loc["V1-P0", "removed_edu"] == 0 and table.loc["V2-P0", "removed_edu"] == 40
     assert table.loc["V1-P0", "removed_decontam"] == 3 and table.loc["V2-P0", "removed_decontam"] == 1
+    assert list(table.columns[:7]) == ["seed", "tokens", "tokens_web", "tokens_code_python", "tokens_code_go",
+                                       "epochs_web", "epochs_code_python"]
     assert table.columns[-1] == "removed_decontam"
 
 

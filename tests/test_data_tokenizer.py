@@ -48,3 +48,20 @@ def test_vocabulary_larger_than_the_model_is_refused(pools_dir, tmp_path):
     cfg = load_config("smoke", ["data.vocab_size=1024"])
     with pytest.raises(ConfigError, match="data.vocab_size = 1024 exceeds"):
         build_tokenizer(cfg, pools_dir, tmp_path / "tok")
+
+
+def test_pretrained_tokenizer_gets_pad_and_chat_tokens_and_keeps_its_vocabulary(pools_dir, tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.train_from_iterator(TEXTS * 5, trainers.BpeTrainer(
+        vocab_size=280, special_tokens=["</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="</s>").save_pretrained(tmp_path / "pretrained")
+    cfg = load_config("smoke", [f"data.tokenizer={tmp_path / 'pretrained'}"])
+    build_tokenizer(cfg, pools_dir, tmp_path / "tok")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    assert tokenizer.eos_token == "</s>" and tokenizer.pad_token == PAD
+    assert set(CHAT_TOKENS) <= set(tokenizer.all_special_tokens) and len(tokenizer) == 280 + 4
+    assert tokenizer.encode("The quick fox", add_special_tokens=False) == backend.encode("The quick fox").ids

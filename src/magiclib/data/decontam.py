@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .text import doc_ngrams, sorted_unique, words
 
@@ -57,7 +58,7 @@ def study_benchmark_texts(n: int) -> dict[str, list[str]]:
     from ..benchmarks import STUDY_BENCHMARKS, load_items
 
     texts = {}
-    for name in STUDY_BENCHMARKS:
+    for name in tqdm(STUDY_BENCHMARKS, desc="benchmark items", unit="benchmark"):
         pieces: dict[str, None] = {}
         for item in load_items(name):
             for context, choice in item.requests():

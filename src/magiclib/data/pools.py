@@ -45,7 +45,7 @@ class FilterLog:
               code: bool = False, scores: np.ndarray | None = None) -> pd.DataFrame:
         """Keep the documents whose reason is None; log the stage once for each pool in `pools`."""
         keep = np.array([r is None for r in reasons], dtype=bool)
-        tokens = np.array([approx_tokens([text], code) for text in docs["text"]], dtype=np.int64)
+        tokens = _doc_tokens(docs, code)
         row = {"stage": stage, "docs_in": len(docs), "docs_out": int(keep.sum()),
                "tokens_in": int(tokens.sum()), "tokens_out": int(tokens[keep].sum())}
         self.rows.extend({**row, "pool": pool} for pool in pools)
@@ -53,7 +53,7 @@ class FilterLog:
         return docs[keep].reset_index(drop=True)
 
     def sample(self, pools: list[str], docs: pd.DataFrame, available: int | None, code: bool) -> None:
-        tokens = approx_tokens(docs["text"].tolist(), code)
+        tokens = int(_doc_tokens(docs, code).sum())
         self.rows.extend({"stage": "sample", "pool": pool, "docs_in": available, "docs_out": len(docs),
                           "tokens_in": None, "tokens_out": tokens} for pool in pools)
 
@@ -75,6 +75,10 @@ class FilterLog:
                                   "snippet": docs["text"].iloc[i][:SNIPPET_CHARS]})
 
 
+def _doc_tokens(docs: pd.DataFrame, code: bool) -> np.ndarray:
+    return np.array([approx_tokens([text], code) for text in docs["text"]], dtype=np.int64)
+
+
 def prepare_pools(cfg: StudyConfig, out_dir: Path) -> dict:
     """Read, filter and decontaminate every pool of the study; write pools and reports; return a summary."""
     out_dir = Path(out_dir)
@@ -83,19 +87,19 @@ def prepare_pools(cfg: StudyConfig, out_dir: Path) -> dict:
     index = decontam.NgramIndex.from_texts(decontam.study_benchmark_texts(n), n)
     log = FilterLog()
     pools = _web_from_mirror(cfg, log) if where == "mirror" else _web_from_hub(cfg, log)
+    is_code = dict.fromkeys(pools, False)
     for name in study_pools(cfg):
         source = sources.pool_source(name)
         docs, available = sources.read_docs(source, where, cfg.data.docs_per_pool, SAMPLE_SEED)
         log.sample([name], docs, available, source.code)
-        pools[name] = docs
+        pools[name], is_code[name] = docs, source.code
     decontam_rows = []
     for name, docs in tqdm(list(pools.items()), desc="decontaminate", unit="pool"):
-        code = name in sources.POOL_SOURCES and sources.POOL_SOURCES[name].code
         found = index.overlaps(docs["text"].tolist())
         reasons = [f"shares a {index.n}-gram with {', '.join(b)}" if b else None for b in found]
         decontam_rows += [{"pool": name, "benchmark": b, "docs_removed": sum(b in f for f in found)}
                           for b in index.benchmarks]
-        pools[name] = log.apply("decontam", [name], docs, reasons, code=code)
+        pools[name] = log.apply("decontam", [name], docs, reasons, code=is_code[name])
     for name, docs in pools.items():
         io.write_parquet(out_dir / POOLS_SUBDIR / f"{name}.parquet", docs)
     filters_table = pd.DataFrame(log.rows, columns=["stage", "pool", "docs_in", "docs_out", "tokens_in",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..config import POOLS
+
 FILTER_STAGES = ("heuristic", "exact_dedup", "near_dedup", "edu", "quality")
 
 
@@ -32,7 +34,8 @@ def data_table(summaries: list[dict]) -> pd.DataFrame:
         row["removed_decontam"] = sum(removed.get(pool, {}).get("decontam", 0) for pool in stats["pools"])
         rows.append(row)
     table = pd.DataFrame(rows)
-    ordered = [c for c in table.columns if not c.startswith(("epochs_", "removed_"))]
-    ordered += [c for c in table.columns if c.startswith("epochs_")]
-    ordered += [c for c in table.columns if c.startswith("removed_")]
-    return table[ordered]
+    pools = sorted({c.split("_", 1)[1] for c in table.columns if c.startswith("epochs_")},
+                   key=lambda p: POOLS.index(p) if p in POOLS else len(POOLS))  # "web" is first in POOLS
+    ordered = [c for c in ("mixture", "seed", "tokens") if c in table.columns]
+    ordered += [f"tokens_{p}" for p in pools] + [f"epochs_{p}" for p in pools]
+    return table[ordered + [c for c in table.columns if c.startswith("removed_")]]

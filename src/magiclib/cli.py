@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"magic: config error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `magic scores | head` closed the pipe: not an error
+        sys.stderr.close()
     return 0
 
 

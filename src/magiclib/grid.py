@@ -226,5 +226,6 @@ def _front(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def scores_table(cfg: StudyConfig, results: Path) -> pd.DataFrame:
-    """The assembled scores table: one row per mixture, scale, stage, seed and benchmark."""
-    return assemble_tables(cfg, results)["scores"]
+    """The scores table of the last `magic study` run (assembled now if there is none yet)."""
+    path = results / TABLES / "scores.parquet"
+    return pd.read_parquet(path) if path.exists() else assemble_tables(cfg, results)["scores"]

@@ -47,12 +47,12 @@ def build_mixture(cfg: StudyConfig, mixture: str, pools_dir: Path, tokenizer_dir
     total = sum(target for _, target in targets.values())
     documents, pools = [], {}
     for pool, (role, target) in targets.items():
-        tokens = pool_tokens(str(pools_dir), str(tokenizer_dir), pool)
+        encoded = pool_tokens(str(pools_dir), str(tokenizer_dir), pool)
         rng = np.random.default_rng([seed, zlib.crc32(pool.encode())])
-        docs, drawn = draw_tokens(tokens, target, rng)
+        docs, drawn = draw_tokens(encoded, target, rng)
         documents += docs
         drawn_tokens = sum(map(len, docs))
-        pools[pool] = {"role": role, "docs": drawn, "tokens": drawn_tokens, "epochs": round(drawn / len(tokens), 4),
+        pools[pool] = {"role": role, "docs": drawn, "tokens": drawn_tokens, "epochs": round(drawn / len(encoded), 4),
                        "target_share": target / total, "actual_share": drawn_tokens / total}
     order = np.random.default_rng([seed, zlib.crc32(mixture.encode())]).permutation(len(documents))
     vocab_size = len(_tokenizer(str(tokenizer_dir)))
@@ -92,7 +92,8 @@ class PoolTokens:
 
 @functools.lru_cache(maxsize=32)
 def pool_tokens(pools_dir: str, tokenizer_dir: str, pool: str) -> PoolTokens:
-    """The pool's `PoolTokens`, shared by every mixture built in this process."""
+    """The pool's `PoolTokens`, shared by every mixture built in this process. Keyed by folder paths,
+    which is safe because the runner names data folders by the hash of what they hold."""
     texts = read_pool(Path(pools_dir), pool)["text"].tolist()
     if not texts:
         raise ValueError(f"pool {pool!r} in {pools_dir} has no documents left after filtering; "

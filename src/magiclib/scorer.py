@@ -125,11 +125,12 @@ def _batch_tensors(rows: list[PackedItem], dtype: torch.dtype, device) -> dict[s
         tokens[i, :n] = torch.tensor(row.tokens)
         positions[i, :n] = torch.tensor(row.positions)
         segments[i, :n] = torch.tensor(row.segments)
+    positions, segments = positions.to(device), segments.to(device)
     query_pos, key_pos = positions[:, :, None], positions[:, None, :]
     query_seg, key_seg = segments[:, :, None], segments[:, None, :]
     visible = (key_pos <= query_pos) & ((key_seg == query_seg) | ((key_seg == 0) & (query_seg >= 0)))
-    mask = torch.zeros(visible.shape, dtype=dtype).masked_fill_(~visible, torch.finfo(dtype).min)
-    return {"input_ids": tokens.to(device), "position_ids": positions.to(device), "attention_mask": mask[:, None].to(device)}
+    mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, torch.finfo(dtype).min)
+    return {"input_ids": tokens.to(device), "position_ids": positions, "attention_mask": mask[:, None]}
 
 
 @torch.inference_mode()

@@ -1,0 +1,58 @@
+"""The paper's numbers beside ours (magiclib.analysis.comparison)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from magiclib.analysis import make_scores, paper_numbers
+from magiclib.analysis.comparison import agreement_summary, compare_with_paper
+
+BENCHMARKS = {"hellaswag": "commonsense", "piqa": "commonsense", "sciq": "science", "arc_easy": "science",
+              "mnli": "nli", "rte": "nli", "wic": "semantic", "multirc": "semantic"}
+
+
+def _paper(rows: list[dict]) -> pd.DataFrame:
+    """A paper table in paper_numbers()'s schema, holding only `rows`."""
+    base = dict.fromkeys(["metric", "stage", "category", "kind", "benchmark", "note"], "")
+    return pd.DataFrame([base | {"mark": "S", "unit": "r", "scale_rank": 0, "scale": "240M"} | row for row in rows])
+
+
+@pytest.mark.slow  # every protocol on a two-scale table: about 5 s
+def test_every_paper_number_gets_a_row_and_unstated_details_become_readings():
+    scores = make_scores(benchmarks=BENCHMARKS)
+    table = compare_with_paper(scores, n_boot=99)
+    assert set(table["number"]) == set(paper_numbers().index)
+    r_align = table[table["quantity"] == "r_align"]
+    assert set(r_align["reading"]) == {"across benchmarks", "across mixtures"}
+    code = table[(table["quantity"] == "code_share_r") & (table["benchmark"] == "hellaswag")]
+    assert sorted(code["reading"]) == ["at PT", "at PT", "at SFT", "at SFT"]  # two scales x two stages
+    assert set(code["stage"]) == {"PT", "SFT"}
+    # benchmarks this table lacks (boolq, ...) keep their row, without a value of ours
+    boolq = table[table["benchmark"] == "boolq"]
+    assert boolq["ours"].isna().all() and boolq["note"].str.contains("not in our results").all()
+
+
+def test_agreement_is_judged_by_sign_and_interval():
+    scores = make_scores(scales={"only": 1}, benchmarks=BENCHMARKS)
+    sft = scores["stage"] == "SFT"
+    pt_confidence = scores.loc[~sft, "confidence"].to_numpy()
+    scores.loc[sft, "confidence"] = 0.5 * pt_confidence + 0.2  # planted: confidence transfers perfectly
+    paper = _paper([
+        {"quantity": "transfer_mean_r", "metric": "confidence", "category": "all", "value": 1.0},
+        {"quantity": "transfer_mean_r", "metric": "confidence", "category": "all", "value": -0.5},
+        {"quantity": "transfer_mean_r", "metric": "confidence", "category": "all", "value": 0.5,
+         "scale_rank": 1, "scale": "1B"},
+    ])
+    table = compare_with_paper(scores, paper, n_boot=99)
+    assert table["ours"].iloc[:2].tolist() == pytest.approx([1.0, 1.0])
+    assert table["same_sign"].iloc[:2].tolist() == [True, False]
+    assert table["paper_in_ci"].iloc[:2].tolist() == [True, False]  # the interval of a perfect r is [1, 1]
+    assert np.isnan(table["ours"].iloc[2]) and "no matching scale" in table["note"].iloc[2]
+    summary = agreement_summary(table).set_index("quantity")
+    assert summary.loc["all", ["numbers", "computed", "same_sign", "paper_in_ci"]].tolist() == [3, 2, 1, 1]
+
+
+def test_unknown_quantities_are_named():
+    paper = _paper([{"quantity": "perplexity", "value": 1.0}])
+    with pytest.raises(ValueError, match="perplexity"):
+        compare_with_paper(make_scores(benchmarks=BENCHMARKS), paper)

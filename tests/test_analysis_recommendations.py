@@ -84,3 +84,39 @@ def test_rankings_that_repeat_across_scales_agree():
     table = rec.scale_agreement(scores, n_boot=99)
     assert table["r"].to_numpy() == pytest.approx([1.0] * 4)
     assert table["same_best"].all() and (table["verdict"] == "supported").all()
+
+
+def test_overall_needs_every_test_to_agree():
+    assert rec.overall(["supported", "supported"]) == "supported"
+    assert rec.overall(["not supported"] * 3) == "not supported"
+    assert rec.overall(["supported", "inconclusive"]) == "inconclusive"
+    assert rec.overall([]) == "inconclusive"
+
+
+def test_summary_reads_scale_agreement_against_the_recommendation():
+    scores = _copy_scale(make_scores(scales=SCALES, benchmarks=BENCHMARKS), "accuracy")
+    options = {"n_boot": 99}
+    tables = (rec.transfer_stability(scores, **options), rec.aggregate_advantage(scores, **options),
+              rec.confidence_increment(scores), rec.scale_agreement(scores, **options))
+    summary = rec.recommendation_summary(*tables).set_index("recommendation")
+    assert len(summary) == 4 and set(summary["verdict"]) <= set(rec.VERDICTS)
+    # identical rankings at both scales: a second scale would have changed no decision
+    assert summary.loc["validate mixture decisions at two or more scales", "verdict"] == "not supported"
+    assert summary.loc["choose benchmarks by measured transfer", "verdict"] == "supported"
+    # reversed rankings at the larger scale: validating there is what catches it
+    flipped = scores.copy()
+    large = flipped["scale"] == "large"
+    flipped.loc[large, "accuracy"] = 1 - flipped.loc[large, "accuracy"]
+    agreement = rec.scale_agreement(flipped, **options)
+    summary = rec.recommendation_summary(*tables[:3], agreement).set_index("recommendation")
+    assert summary.loc["validate mixture decisions at two or more scales", "verdict"] == "supported"
+
+
+def test_summary_of_a_single_scale_is_inconclusive_where_it_needs_two():
+    scores = make_scores(scales={"only": 1}, benchmarks=BENCHMARKS)
+    tables = (rec.transfer_stability(scores, n_boot=99), rec.aggregate_advantage(scores, n_boot=99),
+              rec.confidence_increment(scores), rec.scale_agreement(scores, n_boot=99))
+    summary = rec.recommendation_summary(*tables).set_index("recommendation")
+    assert summary.loc["choose benchmarks by measured transfer", ["n_tests", "verdict"]].tolist() == [
+        0, "inconclusive"]
+    assert summary.loc["validate mixture decisions at two or more scales", "verdict"] == "inconclusive"

@@ -30,6 +30,7 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from scipy import stats as sps
 
+from .multitest import adjust_pvalues
 from .stats import correlate
 from .tables import CATEGORIES, KEYS, as_tuple, check_columns, mixture_matrix, scale_order, select
 from .transfer import category_transfer, transfer_table
@@ -229,3 +230,74 @@ def scale_agreement(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def overall(verdicts: Sequence[str]) -> str:
+    """Several tests of one claim: 'supported' only if every test supports it, 'not supported' only if
+    every test goes against it, else 'inconclusive' (an intersection-union rule: no multiplicity penalty
+    is needed, and the combined p is the largest p)."""
+    verdicts = set(verdicts)
+    if verdicts == {"supported"}:
+        return "supported"
+    if verdicts == {"not supported"}:
+        return "not supported"
+    return "inconclusive"
+
+
+def recommendation_summary(
+    stability: pd.DataFrame,
+    advantage: pd.DataFrame,
+    increment: pd.DataFrame,
+    agreement: pd.DataFrame,
+    alpha: float = ALPHA,
+) -> pd.DataFrame:
+    """One row per tested claim, from the tables of `transfer_stability`, `aggregate_advantage`,
+    `confidence_increment` and `scale_agreement`.
+
+    Claims tested at several scales (or scale pairs) combine by `overall`; their estimate is the mean and
+    their p the largest. Validation at two scales is supported when some category's mixture ranking is
+    significantly reversed between scales (Holm over categories; estimate the lowest r, p its adjusted
+    p), not supported when every category's ranking agrees significantly (largest p), else inconclusive.
+    A table without the rows a claim needs (one scale) gives that claim "inconclusive" with NaN.
+    Columns: recommendation, claim, test, n_tests, estimate, p, verdict.
+    """
+    rows = []
+
+    def add(recommendation, claim, test, n_tests, estimate, p, result):
+        rows.append({"recommendation": recommendation, "claim": claim, "test": test, "n_tests": n_tests,
+                     "estimate": estimate, "p": p, "verdict": result if n_tests else "inconclusive"})
+
+    by_measured = "choose benchmarks by measured transfer"
+    add(by_measured, "a benchmark's cross-stage r at one scale predicts its r at the next",
+        "Spearman across benchmarks, permutation p", len(stability), stability["r"].mean(),
+        stability["p"].max(), overall(stability["verdict"]))
+    signs = sign_test(advantage["advantage"])
+    add("choose benchmarks by category aggregate",
+        "a category's mean score transfers better than its benchmarks do on average",
+        "sign test over (scale, category) cells", signs["n"],
+        signs["positive"] / signs["n"] if signs["n"] else np.nan, signs["p"], signs["verdict"])
+    confidence = increment[increment["term"] == "pt_confidence"]
+    add("treat confidence as a complementary signal",
+        "PT confidence predicts SFT accuracy beyond PT accuracy (positive partial slope)",
+        "OLS on z-scores per scale, SEs clustered by mixture", len(confidence), confidence["coef"].mean(),
+        confidence["p"].max(), overall(confidence["verdict"]))
+    add(*_validation(agreement, alpha))
+    return pd.DataFrame(rows)
+
+
+def _validation(agreement: pd.DataFrame, alpha: float) -> tuple:
+    """The arguments of `add` for 'validate mixture decisions at two or more scales' (see the docstring)."""
+    recommendation = "validate mixture decisions at two or more scales"
+    claim = "the mixture ranking of some category does not carry from one scale to the next"
+    test = "corr of category-mean SFT scores across scales, permutation p (Holm over categories)"
+    if agreement.empty:
+        return recommendation, claim, test, 0, np.nan, np.nan, "inconclusive"
+    adjusted = adjust_pvalues(agreement, methods=("holm",))
+    lowest = adjusted.loc[adjusted["r"].idxmin()]
+    if verdict(lowest["r"], lowest["p_holm"], direction=-1, alpha=alpha) == "supported":
+        return recommendation, claim, test, len(agreement), lowest["r"], lowest["p_holm"], "supported"
+    agrees = overall(verdict(r, p, alpha=alpha) for r, p in zip(agreement["r"], agreement["p"], strict=True))
+    if agrees == "supported":
+        return (recommendation, claim, test, len(agreement), agreement["r"].min(), agreement["p"].max(),
+                "not supported")
+    return recommendation, claim, test, len(agreement), lowest["r"], lowest["p_holm"], "inconclusive"

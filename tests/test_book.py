@@ -140,9 +140,9 @@ def test_failing_chapter_names_the_chapter_and_its_executed_notebook(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def built_book(tmp_path_factory):
-    results = tmp_path_factory.mktemp("results")  # TODO(issue 8): the smoke study's results, once it runs
-    return book.build_book(load_config("smoke"), results, tmp_path_factory.mktemp("book"))
+def built_book(smoke_study, tmp_path_factory):
+    """The book built from the smoke study (see conftest.py), as `magic book` would build it."""
+    return book.build_book(load_config("smoke"), smoke_study, tmp_path_factory.mktemp("book"))
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: chapters import this module, and it warns without ipywidgets
 
 from . import io, paths, plots
 from .config import StudyConfig, config_hash, load_config
@@ -134,8 +134,10 @@ def build_book(cfg: StudyConfig, results: Path, output: Path | None = None, work
     failures = []
     if todo:
         workers = workers or min(4, len(todo), os.cpu_count() or 1)
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_log_to,
-                                 initargs=(str(build / "chapters.log"),)) as pool:
+        log = build / "chapters.log"
+        io.write_text(log, "")
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_setup,
+                                 initargs=(str(log),)) as pool:
             futures = {pool.submit(_execute, nb, _staged(stage, nb), cfg.name, results): nb for nb in todo}
             for future in tqdm(as_completed(futures), total=len(futures), desc="chapters", unit="chapter"):
                 notebook = futures[future]
@@ -155,9 +157,10 @@ def _staged(stage: Path, notebook: Path) -> Path:
     return stage / notebook.relative_to(paths.REPO_ROOT)
 
 
-def _log_to(path: str) -> None:
-    """Send a worker's output, and its kernels', to the build log instead of the terminal."""
-    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+def _worker_setup(log_path: str) -> None:
+    """Send a worker's output, and its kernels', to the build log; keep progress bars out of chapters."""
+    os.environ["TQDM_DISABLE"] = "1"  # the kernels inherit it: a bar in a chapter's output is noise on the page
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(log, 1)
     os.dup2(log, 2)
 
@@ -233,7 +236,8 @@ def _fold_parameters(notebook: Path) -> None:
 
 def _jupyter_book(stage: Path, build: Path) -> Path:
     """Build HTML from the staged, executed book into build/html; the log goes to build/jupyter-book.log."""
-    command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage),
+    # through this interpreter, not a `jupyter-book` script that may belong to another environment
+    command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(stage),
                "--path-output", str(build.parent)]
     with tqdm(total=1, desc="html", unit="book") as progress:
         done = subprocess.run(command, capture_output=True, text=True)

@@ -183,23 +183,24 @@ def score_items(model, tokenizer, items: Sequence[Item], batch_size: int = 32, m
         for i, ll in zip(chunk, _score_rows(model, [rows[i] for i in chunk]), strict=True):
             logliks[i] = ll
     records = [
-        (item.benchmark, item.item_id, choice, float(logliks[i][choice]), min(len(encoded[i][choice][1]), max_length),
-         len(cont),
-         item.gold)
-        for i, item in enumerate(items) for choice, cont in enumerate(item.continuations)
+        (item.benchmark, item.item_id, choice, logliks[i][choice], min(len(encoded[i][choice][1]), max_length),
+         len(continuation), item.gold)
+        for i, item in enumerate(items) for choice, continuation in enumerate(item.continuations)
     ]
     table = pd.DataFrame.from_records(records, columns=ITEM_COLUMNS)
     return table.astype({"loglik": "float64", "choice": "int64", "n_tokens": "int64", "n_chars": "int64",
                          "gold": "int64"})
 
 
-def score_checkpoint(model_dir: Path, ev: EvalConfig, seed: int = 0, progress: bool = True) -> pd.DataFrame:
-    """Load a saved causal LM and its tokenizer and score the configured benchmarks' items."""
+def score_checkpoint(model_dir: Path, ev: EvalConfig, seed: int = 0, progress: bool = True,
+                     items: Sequence[Item] | None = None) -> pd.DataFrame:
+    """Load a saved causal LM and its tokenizer and score `items` (default: the configured benchmarks')."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    names = ev.benchmarks or STUDY_BENCHMARKS
-    items = [item for name in names for item in load_items(name, ev.items_per_benchmark, seed)]
+    if items is None:
+        names = ev.benchmarks or STUDY_BENCHMARKS
+        items = [item for name in names for item in load_items(name, ev.items_per_benchmark, seed)]
     return score_items(model, tokenizer, items, ev.batch_size, ev.max_length, progress)

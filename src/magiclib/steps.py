@@ -8,6 +8,7 @@ reruns exactly the steps downstream of it. A folder is finished once its `run.js
     <results>/data/pools-<h>/            filtered, decontaminated pools + filter reports   (shared)
     <results>/data/tokenizer-<h>/        the study's tokenizer                            (shared)
     <results>/data/sft-<h>/              the tokenized SFT mix                            (shared)
+    <results>/data/eval-<h>/             the evaluation items every checkpoint is scored on (shared)
     <results>/data/mixtures/<mix>-s<seed>-<h>/   token shards of one mixture
     <results>/runs/pretrain/<mix>_<scale>_s<seed>-<h>/   PT checkpoint, loss curve, run notebook
     <results>/runs/sft/<mix>_<scale>_s<seed>-<h>/        SFT checkpoint, loss curve, run notebook
@@ -17,6 +18,8 @@ reruns exactly the steps downstream of it. A folder is finished once its `run.js
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import shutil
 import time
@@ -90,6 +93,10 @@ def sft_data_hash(cfg: StudyConfig) -> str:
     return config_hash(tokenizer_hash(cfg), cfg.sft_data)
 
 
+def eval_items_hash(cfg: StudyConfig) -> str:
+    return config_hash(cfg.eval.items_per_benchmark, _benchmarks(cfg))
+
+
 def mixture_hash(cfg: StudyConfig, mixture: str, seed: int) -> str:
     web, props = cfg.mixture(mixture)
     return config_hash(tokenizer_hash(cfg), web, props, cfg.data.curated_pools, cfg.data.tokens_per_mixture, seed)
@@ -101,7 +108,7 @@ def step_hash(cfg: StudyConfig, step: Step) -> str:
         return config_hash(mixture_hash(cfg, step.mixture, step.seed), scale.model, scale.pretrain, step.seed)
     if step.kind == "sft":
         return config_hash(step_hash(cfg, step.needs()), sft_data_hash(cfg), scale.sft)
-    return config_hash(step_hash(cfg, step.needs()), cfg.eval, _benchmarks(cfg))
+    return config_hash(step_hash(cfg, step.needs()), cfg.eval, eval_items_hash(cfg))
 
 
 def pools_dir(cfg: StudyConfig, results: Path) -> Path:
@@ -114,6 +121,10 @@ def tokenizer_dir(cfg: StudyConfig, results: Path) -> Path:
 
 def sft_data_dir(cfg: StudyConfig, results: Path) -> Path:
     return results / "data" / f"sft-{sft_data_hash(cfg)}"
+
+
+def eval_items_dir(cfg: StudyConfig, results: Path) -> Path:
+    return results / "data" / f"eval-{eval_items_hash(cfg)}"
 
 
 def mixture_dir(cfg: StudyConfig, results: Path, mixture: str, seed: int) -> Path:
@@ -165,7 +176,9 @@ def run_data(cfg: StudyConfig, results: Path) -> list[dict]:
             ("tokenizer", tokenizer_dir(cfg, results), tokenizer_hash(cfg),
              lambda out: data.build_tokenizer(cfg, pools_dir(cfg, results), out)),
             ("sft_data", sft_data_dir(cfg, results), sft_data_hash(cfg),
-             lambda out: sft_data.build_sft_dataset(cfg, tokenizer_dir(cfg, results), out, cfg.seeds[0]))]
+             lambda out: sft_data.build_sft_dataset(cfg, tokenizer_dir(cfg, results), out, cfg.seeds[0])),
+            ("eval_items", eval_items_dir(cfg, results), eval_items_hash(cfg),
+             lambda out: _write_eval_items(cfg, out))]
     for seed in cfg.seeds:
         for mixture in cfg.mixture_names:
             jobs.append((f"mixture {mixture} s{seed}", mixture_dir(cfg, results, mixture, seed),
@@ -224,11 +237,28 @@ def run_step(cfg: StudyConfig, results: Path, step: Step) -> Path:
     return folder
 
 
+def _write_eval_items(cfg: StudyConfig, out: Path) -> dict:
+    """Draw the evaluation items once per study (fixed seed 0), so every checkpoint, seed and stage is
+    scored on the very same questions and no run reloads the benchmark files."""
+    from .benchmarks import load_items
+
+    items = [item for name in _benchmarks(cfg) for item in load_items(name, cfg.eval.items_per_benchmark, seed=0)]
+    io.write_text(out / "items.jsonl", "".join(json.dumps(dataclasses.asdict(i)) + "\n" for i in items))
+    return {"items": len(items), "benchmarks": len(_benchmarks(cfg))}
+
+
+def eval_items(cfg: StudyConfig, results: Path) -> list:
+    from .benchmarks import Item
+
+    lines = (eval_items_dir(cfg, results) / "items.jsonl").read_text(encoding="utf-8").splitlines()
+    return [Item(**json.loads(line)) for line in lines]
+
+
 def _evaluate(cfg: StudyConfig, results: Path, step: Step, out: Path) -> dict:
     from . import metrics, scorer
 
     checkpoint = step_dir(cfg, results, step.needs()) / "model"
-    items = scorer.score_checkpoint(checkpoint, cfg.eval, seed=step.seed)
+    items = scorer.score_checkpoint(checkpoint, cfg.eval, items=eval_items(cfg, results))
     io.write_parquet(out / "items.parquet", items)
     scores = metrics.score_table(items)
     io.write_parquet(out / "scores.parquet", scores)

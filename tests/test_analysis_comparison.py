@@ -56,3 +56,12 @@ def test_unknown_quantities_are_named():
     paper = _paper([{"quantity": "perplexity", "value": 1.0}])
     with pytest.raises(ValueError, match="perplexity"):
         compare_with_paper(make_scores(benchmarks=BENCHMARKS), paper)
+
+
+def test_an_undefined_correlation_says_so():
+    scores = make_scores(scales={"only": 1}, benchmarks=BENCHMARKS)
+    scores.loc[scores["benchmark"] == "wic", "accuracy"] = 0.5  # every mixture alike: no ranking to transfer
+    paper = _paper([{"quantity": "transfer_r", "metric": "accuracy", "benchmark": "wic", "value": -0.07}])
+    row = compare_with_paper(scores, paper, n_boot=99).iloc[0]
+    assert np.isnan(row["ours"]) and "constant" in row["note"]
+    assert np.isnan(row["same_sign"]) and np.isnan(row["paper_in_ci"])

@@ -132,10 +132,11 @@ def _our_scale(scales: list[str], rank: int) -> str | None:
 def compare_with_paper(scores: pd.DataFrame, paper: pd.DataFrame | None = None, **options) -> pd.DataFrame:
     """One row per (paper number, reading): the paper's value beside ours, with agreement columns.
 
-    `number` is the paper row's index in `paper`, so the readings of one number share it.
-    `paper` defaults to `paper_numbers()`; `options` (n_boot, level, seed, ...) go to the protocols.
-    A paper number without a counterpart (no matching scale, stage or benchmark in our table) keeps one
-    row with `ours` NaN and a note saying why. Columns: see COLUMNS.
+    `number` is the paper row's index in `paper`, so the readings of one number share it. `paper`
+    defaults to `paper_numbers()`; `options` (n_boot, level, seed, ...) go to the protocols. A paper
+    number without a counterpart (no matching scale, stage or benchmark in our table) keeps one row with
+    `ours` NaN and a note saying why, as does a reading whose correlation is undefined (a constant
+    vector). Columns: see COLUMNS.
     """
     paper = paper_numbers() if paper is None else paper
     unknown = sorted(set(paper["quantity"]) - set(PROTOCOLS))
@@ -169,10 +170,12 @@ def compare_with_paper(scores: pd.DataFrame, paper: pd.DataFrame | None = None, 
                 rows.append(base | {"reading": "", "ours": np.nan, "note": _join(number["note"], why)})
                 continue
             for _, mine in match.iterrows():
+                undefined = "" if pd.notna(mine["ours"]) else "ours undefined (a constant score vector)"
                 rows.append(
                     base
                     | {k: mine[k] for k in ("reading", "ours", "ci_low", "ci_high", "p")}
                     | {k: number[k] or mine[k] for k in ("stage", "kind")}
+                    | ({"note": _join(number["note"], undefined)} if undefined else {})
                 )
     table = pd.DataFrame(rows).reindex(columns=COLUMNS)
     computed = table["ours"].notna()

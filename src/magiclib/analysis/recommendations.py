@@ -259,27 +259,29 @@ def recommendation_summary(
     significantly reversed between scales (Holm over categories; estimate the lowest r, p its adjusted
     p), not supported when every category's ranking agrees significantly (largest p), else inconclusive.
     A table without the rows a claim needs (one scale) gives that claim "inconclusive" with NaN.
-    Columns: recommendation, claim, test, n_tests, estimate, p, verdict.
+    Columns: recommendation, claim, test, n_tests, estimate_is (what the estimate is), estimate, p, verdict.
     """
     rows = []
 
-    def add(recommendation, claim, test, n_tests, estimate, p, result):
+    def add(recommendation, claim, test, n_tests, estimate_is, estimate, p, result):
         rows.append({"recommendation": recommendation, "claim": claim, "test": test, "n_tests": n_tests,
-                     "estimate": estimate, "p": p, "verdict": result if n_tests else "inconclusive"})
+                     "estimate_is": estimate_is, "estimate": estimate, "p": p,
+                     "verdict": result if n_tests else "inconclusive"})
 
     by_measured = "choose benchmarks by measured transfer"
     add(by_measured, "a benchmark's cross-stage r at one scale predicts its r at the next",
-        "Spearman across benchmarks, permutation p", len(stability), stability["r"].mean(),
+        "Spearman across benchmarks, permutation p", len(stability), "mean rank correlation", stability["r"].mean(),
         stability["p"].max(), overall(stability["verdict"]))
     signs = sign_test(advantage["advantage"])
     add("choose benchmarks by category aggregate",
         "a category's mean score transfers better than its benchmarks do on average",
-        "sign test over (scale, category) cells", signs["n"],
+        "sign test over (scale, category) cells", signs["n"], "share of cells the aggregate wins",
         signs["positive"] / signs["n"] if signs["n"] else np.nan, signs["p"], signs["verdict"])
     confidence = increment[increment["term"] == "pt_confidence"]
     add("treat confidence as a complementary signal",
         "PT confidence predicts SFT accuracy beyond PT accuracy (positive partial slope)",
-        "OLS on z-scores per scale, SEs clustered by mixture", len(confidence), confidence["coef"].mean(),
+        "OLS on z-scores per scale, SEs clustered by mixture", len(confidence), "mean confidence slope",
+        confidence["coef"].mean(),
         confidence["p"].max(), overall(confidence["verdict"]))
     add(*_validation(agreement, alpha))
     return pd.DataFrame(rows)
@@ -287,17 +289,20 @@ def recommendation_summary(
 
 def _validation(agreement: pd.DataFrame, alpha: float) -> tuple:
     """The arguments of `add` for 'validate mixture decisions at two or more scales' (see the docstring)."""
-    recommendation = "validate mixture decisions at two or more scales"
-    claim = "the mixture ranking of some category does not carry from one scale to the next"
-    test = "corr of category-mean SFT scores across scales, permutation p (Holm over categories)"
-    if agreement.empty:
-        return recommendation, claim, test, 0, np.nan, np.nan, "inconclusive"
+    head = (
+        "validate mixture decisions at two or more scales",
+        "the mixture ranking of some category does not carry from one scale to the next",
+        "corr of category-mean SFT scores across scales, permutation p (Holm over categories)",
+        len(agreement),
+        "lowest cross-scale r",
+    )
+    if agreement.empty or agreement["r"].isna().all():
+        return *head, np.nan, np.nan, "inconclusive"
     adjusted = adjust_pvalues(agreement, methods=("holm",))
     lowest = adjusted.loc[adjusted["r"].idxmin()]
     if verdict(lowest["r"], lowest["p_holm"], direction=-1, alpha=alpha) == "supported":
-        return recommendation, claim, test, len(agreement), lowest["r"], lowest["p_holm"], "supported"
+        return *head, lowest["r"], lowest["p_holm"], "supported"
     agrees = overall(verdict(r, p, alpha=alpha) for r, p in zip(agreement["r"], agreement["p"], strict=True))
     if agrees == "supported":
-        return (recommendation, claim, test, len(agreement), agreement["r"].min(), agreement["p"].max(),
-                "not supported")
-    return recommendation, claim, test, len(agreement), lowest["r"], lowest["p_holm"], "inconclusive"
+        return *head, lowest["r"], agreement["p"].max(), "not supported"
+    return *head, lowest["r"], lowest["p_holm"], "inconclusive"

@@ -41,6 +41,11 @@ def test_human_counts():
         "512", "37K", "1.57M", "241M", "1.15B"]
 
 
+def test_counted_nouns():
+    assert (book.counted(1, "seed"), book.counted(2, "scale"), book.counted(3, "category", "categories")) == (
+        "1 seed", "2 scales", "3 categories")
+
+
 def test_mixtures_and_scales_tables_come_from_the_config():
     cfg = load_config("mini")
     mixtures = book.mixtures_table(cfg)

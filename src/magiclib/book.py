@@ -50,6 +50,11 @@ def human(number: float) -> str:
     return f"{number:.3g}"
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 seed', '2 scales': a number and its noun, for sentences computed from the results."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def mixtures_table(cfg: StudyConfig) -> pd.DataFrame:
     """One row per mixture: web source and its filter, code pools, curated pools and the three token shares."""
     rows = []

@@ -77,7 +77,8 @@ def item_table(items: pd.DataFrame) -> pd.DataFrame:
     """Per item under the primary rule: prediction, correctness, confidence, gold probability."""
     per_item = _per_item(items)
     per_item["correct"] = per_item["pred"] == per_item["gold"]
-    return per_item[[*group_keys(items), "item", "gold", "pred", "correct", "confidence", "gold_prob"]]
+    runs = [k for k in group_keys(items) if k != "benchmark"]
+    return per_item[[*runs, "benchmark", "item", "gold", "pred", "correct", "confidence", "gold_prob"]]
 
 
 def ece_equal_mass(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_EQUAL_MASS_BINS) -> float:

@@ -1,11 +1,13 @@
-"""Tests for magiclib.book: chapter sources, shared tables, incremental execution, and the built book in Chromium."""
+"""Tests for magiclib.book: chapter sources, shared tables, incremental builds, the built book in Chromium."""
 
 import json
+import re
 import shutil
 import socket
 import subprocess
 import time
 import urllib.request
+from concurrent.futures import Future
 from pathlib import Path
 
 import nbformat
@@ -63,7 +65,8 @@ def test_benchmarks_table_is_ordered_by_category():
     table = book.benchmarks_table(cfg)
     assert list(table["benchmark"]) == ["copa", "sciq", "rte"]
     copa = table.iloc[0]
-    assert (copa["category"], copa["items"], copa["items scored"], copa["choices"]) == ("commonsense", 100, 10, "2")
+    assert (copa["category"], copa["items"], copa["items scored"], copa["choices"]) == (
+        "commonsense", 100, 10, "2")
 
 
 def test_study_config_prefers_the_results_config(tmp_path):
@@ -117,8 +120,6 @@ class _InlinePool:
         return False
 
     def submit(self, fn, *args):
-        from concurrent.futures import Future
-
         future = Future()
         try:
             future.set_result(fn(*args))
@@ -136,7 +137,8 @@ def test_failing_chapter_names_the_chapter_and_its_executed_notebook(tmp_path):
     source = tmp_path / "broken.ipynb"
     nbformat.write(nb, source)
     target = tmp_path / "stage" / "broken.ipynb"
-    with pytest.raises(book.ChapterError, match=r"chapter broken failed.*no scores yet(.|\n)*" + str(target)):
+    expected = r"chapter broken failed.*no scores yet(.|\n)*" + re.escape(str(target))
+    with pytest.raises(book.ChapterError, match=expected):
         book._execute(source, target, "smoke", tmp_path)
     assert "no scores yet" in target.read_text()
 
@@ -189,20 +191,23 @@ def _open_in_chromium(url: str, profile: Path, timeout: float = 30.0) -> dict:
         devtools.wait_for("Page.loadEventFired")
         deadline = time.monotonic() + timeout
         while True:  # vega-embed draws asynchronously after the load event
-            charts = devtools.call("Runtime.evaluate", expression=_CHARTS_JS, returnByValue=True)["result"]["value"]
+            answer = devtools.call("Runtime.evaluate", expression=_CHARTS_JS, returnByValue=True)
+            charts = answer["result"]["value"]
             if charts["drawn"] == charts["charts"] or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
     finally:
         browser.terminate()
         browser.wait(timeout=10)
-    urls = {e["params"]["requestId"]: e["params"]["request"]["url"] for e in devtools.events
-            if e.get("method") == "Network.requestWillBeSent"}
-    failed = [f"{urls.get(e['params']['requestId'])}: {e['params']['errorText']}" for e in devtools.events
-              if e.get("method") == "Network.loadingFailed"]
-    failed += [f"{e['params']['response']['url']}: HTTP {e['params']['response']['status']}" for e in devtools.events
-               if e.get("method") == "Network.responseReceived" and e["params"]["response"].get("status", 0) >= 400]
-    exceptions = [e["params"]["exceptionDetails"] for e in devtools.events if e.get("method") == "Runtime.exceptionThrown"]
+    events = {}
+    for event in devtools.events:
+        events.setdefault(event.get("method"), []).append(event.get("params", {}))
+    urls = {e["requestId"]: e["request"]["url"] for e in events.get("Network.requestWillBeSent", [])}
+    failed = [f"{urls.get(e['requestId'])}: {e['errorText']}"
+              for e in events.get("Network.loadingFailed", [])]
+    failed += [f"{e['response']['url']}: HTTP {e['response']['status']}"
+               for e in events.get("Network.responseReceived", []) if e["response"].get("status", 0) >= 400]
+    exceptions = [e["exceptionDetails"] for e in events.get("Runtime.exceptionThrown", [])]
     return {"failed": failed, "exceptions": exceptions, **charts}
 
 

@@ -1,5 +1,6 @@
-"""Tests for magiclib.plots: offline HTML (spec + SVG fallback, no CDN), theme, category order, chart helpers."""
+"""Tests for magiclib.plots: offline HTML (spec + SVG fallback, no CDN), theme, category order, helpers."""
 
+import base64
 import json
 import re
 
@@ -31,8 +32,10 @@ def test_render_holds_spec_and_svg_fallback(by_benchmark):
     chart = plots.bar_ci(by_benchmark, "r", "lo", "hi", title="cross-stage r")
     snippet = plots.render(chart)
     assert _embedded_spec(snippet) == plots.spec(chart)
-    static = re.search(r'<div class="magic-chart-static">(.*?)</div>', snippet, re.S).group(1)
-    assert static.startswith("<svg") and "piqa" in static
+    static = re.search(r'<img class="magic-chart-static" alt="cross-stage r" '
+                       r'src="data:image/svg\+xml;base64,([^"]+)"', snippet).group(1)
+    svg = base64.b64decode(static).decode()
+    assert svg.startswith("<svg") and "piqa" in svg
     assert 'aria-label="cross-stage r"' in snippet
     assert plots.render(chart) == snippet  # deterministic: no random ids
 
@@ -41,7 +44,8 @@ def test_render_loads_nothing_from_the_network(by_benchmark):
     snippet = plots.render(plots.bar_ci(by_benchmark, "r", "lo", "hi"))
     assert "<script src" not in snippet and "<link" not in snippet
     schema = plots.spec(plots.bar_ci(by_benchmark, "r"))["$schema"]
-    for url in re.findall(r"https?://[^\s\"'<>]+", snippet):
+    svg = base64.b64decode(re.search(r'src="data:image/svg\+xml;base64,([^"]+)"', snippet).group(1)).decode()
+    for url in re.findall(r"https?://[^\s\"'<>]+", snippet + svg):
         # only XML namespaces of the SVG and the spec's $schema (an identifier vega-embed never fetches)
         assert url.startswith("http://www.w3.org/") or url == schema, url
     assert not re.search(r"cdn|jsdelivr|unpkg", snippet, re.I)
@@ -72,7 +76,8 @@ def test_helpers_compile_to_vega(by_benchmark):
     matrix = pd.DataFrame([[1.0, 0.4], [0.4, 1.0]], index=["piqa", "sciq"], columns=["piqa", "sciq"])
     stages = pd.DataFrame({"mixture": ["V1-P0", "V2-P0"], "category": ["science", "nli"],
                            "pt": [0.3, 0.4], "sft": [0.35, 0.5]})
-    losses = pd.DataFrame({"step": [0, 10, 0, 10], "loss": [8.0, 5.0, 8.1, 4.9], "mixture": ["a", "a", "b", "b"]})
+    losses = pd.DataFrame({"step": [0, 10, 0, 10], "loss": [8.0, 5.0, 8.1, 4.9],
+                           "mixture": ["a", "a", "b", "b"]})
     bins = pd.DataFrame({"confidence": [0.3, 0.6, 0.9], "accuracy": [0.25, 0.55, 0.8], "count": [10, 20, 5]})
     charts = [plots.bar_ci(by_benchmark, "r"), plots.heatmap(matrix, title="r"), plots.scatter_stages(stages),
               plots.loss_curves(losses), plots.reliability(bins)]

@@ -56,12 +56,13 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
 
 
 def mixtures_table(cfg: StudyConfig) -> pd.DataFrame:
-    """One row per mixture: web source and its filter, code pools, curated pools and the three token shares."""
+    """One row per mixture: web source and filter, code pools, curated pools and the three token shares."""
     rows = []
     for name in cfg.mixture_names:
         web, props = cfg.mixture(name)
         rows.append({"mixture": name, "web source": web.label, "web filter": web.filter,
-                     "code pools": ", ".join(web.code_pools), "curated pools": ", ".join(cfg.data.curated_pools),
+                     "code pools": ", ".join(web.code_pools),
+                     "curated pools": ", ".join(cfg.data.curated_pools),
                      "web": props.web, "code": props.code, "curated": props.curated})
     return pd.DataFrame(rows)
 
@@ -113,7 +114,8 @@ def chapters() -> list[Path]:
     return [nb for nb in notebooks if nb.exists()]
 
 
-def build_book(cfg: StudyConfig, results: Path, output: Path | None = None, workers: int | None = None) -> Path:
+def build_book(cfg: StudyConfig, results: Path, output: Path | None = None,
+               workers: int | None = None) -> Path:
     """Execute the chapters against `results` and build the HTML book; returns its index.html.
 
     `output` is the folder that receives `_build/` (default: book/, so the book is book/_build/html);
@@ -126,9 +128,9 @@ def build_book(cfg: StudyConfig, results: Path, output: Path | None = None, work
     _copy_sources(stage)
     stamps_path = build / STAMPS
     stamps = io.read_json(stamps_path) if stamps_path.exists() else {}
-    bundle = plots.bundle_version()
-    if stamps.get(plots.BUNDLE_NAME) != bundle or not (stage / "book" / "_static" / plots.BUNDLE_NAME).exists():
-        plots.write_bundle(stage / "book" / "_static")
+    bundle, static = plots.bundle_version(), stage / "book" / "_static"
+    if stamps.get(plots.BUNDLE_NAME) != bundle or not (static / plots.BUNDLE_NAME).exists():
+        plots.write_bundle(static)
         stamps[plots.BUNDLE_NAME] = bundle
     results_key = _results_key(results)
     keys = {nb: _chapter_key(nb, cfg, results, results_key) for nb in chapters()}
@@ -164,14 +166,14 @@ def _staged(stage: Path, notebook: Path) -> Path:
 
 def _worker_setup(log_path: str) -> None:
     """Send a worker's output, and its kernels', to the build log; keep progress bars out of chapters."""
-    os.environ["TQDM_DISABLE"] = "1"  # the kernels inherit it: a bar in a chapter's output is noise on the page
+    os.environ["TQDM_DISABLE"] = "1"  # kernels inherit it: a bar in a chapter's output is noise on the page
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(log, 1)
     os.dup2(log, 2)
 
 
 def _copy_sources(stage: Path) -> None:
-    """Copy the book's config and every non-notebook file of book/ (copy2 keeps mtimes: Sphinx stays incremental)."""
+    """Copy the book's config and every non-notebook file of book/ (copy2 keeps mtimes for Sphinx)."""
     for name in BOOK_FILES:
         _copy_if_changed(paths.REPO_ROOT / name, stage / name)
     for source in BOOK_DIR.rglob("*"):
@@ -196,8 +198,9 @@ def _results_key(results: Path) -> str:
     for folder, dirs, files in os.walk(results):
         dirs.sort()
         for name in sorted(files):
-            stat = (Path(folder) / name).stat()
-            digest.update(f"{Path(folder, name).relative_to(results)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+            path = Path(folder, name)
+            stat = path.stat()
+            digest.update(f"{path.relative_to(results)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
@@ -211,7 +214,7 @@ def _chapter_key(notebook: Path, cfg: StudyConfig, results: Path, results_key: s
 
 
 def _execute(notebook: Path, target: Path, preset: str, results: Path) -> None:
-    """Run one chapter with papermill into the staging folder; a failure names the chapter and the notebook."""
+    """Run one chapter with papermill into the staging folder; a failure names the chapter and notebook."""
     import papermill
 
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,10 @@ Charts must render with no network. `render` turns a chart into an HTML snippet 
 spec and a static SVG of it (made by vl-convert); in the book, the Vega bundle that vl-convert ships is
 loaded on every page from the book's static files (`write_bundle`, called by the book build), and the
 snippet swaps the SVG for the interactive chart. Wherever that bundle is absent (JupyterLab, a page
-opened without scripts) the SVG stays. Altair's own renderers do not fit: `mimetype` outputs nothing
-myst-nb renders and `html` fetches Vega from a CDN.
+opened without scripts) the SVG stays. The SVG is an <img> with a data URI rather than inline <svg>
+because JupyterLab's sanitizer, which cleans the HTML of untrusted notebooks, drops <svg> but keeps
+<img>. Altair's own renderers do not fit: `mimetype` outputs nothing myst-nb renders and `html` fetches
+Vega from a CDN.
 
 Every helper takes a tidy DataFrame and column names and returns an `alt.Chart`, so a chapter can still
 change titles, sizes or encodings before `show(chart)`.
@@ -13,6 +15,7 @@ change titles, sizes or encodings before `show(chart)`.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from pathlib import Path
@@ -56,11 +59,13 @@ def category_scale() -> alt.Scale:
     return alt.Scale(domain=list(CATEGORY_ORDER), range=list(CATEGORY_COLORS))
 
 
-def benchmark_order(frame: pd.DataFrame, benchmark: str = "benchmark", category: str = "category") -> list[str]:
+def benchmark_order(frame: pd.DataFrame, benchmark: str = "benchmark",
+                    category: str = "category") -> list[str]:
     """Benchmarks grouped by category in CATEGORY_ORDER, keeping their first-seen order within a category."""
     unknown = sorted(set(frame[category]) - set(CATEGORY_ORDER))
     if unknown:
-        raise ValueError(f"unknown categories {unknown}; use one of {list(CATEGORY_ORDER)} (plots.CATEGORY_ORDER)")
+        raise ValueError(f"unknown categories {unknown}; use one of {list(CATEGORY_ORDER)} "
+                         "(plots.CATEGORY_ORDER)")
     pairs = frame[[benchmark, category]].drop_duplicates(benchmark)
     rank = pairs[category].map({c: i for i, c in enumerate(CATEGORY_ORDER)})
     return pairs.assign(_rank=rank).sort_values("_rank", kind="stable")[benchmark].tolist()
@@ -89,7 +94,8 @@ def bar_ci(frame: pd.DataFrame, value: str, lower: str | None = None, upper: str
     return _titled(alt.layer(bars, errors), title)
 
 
-def heatmap(matrix: pd.DataFrame, *, title: str | None = None, value: str = "r", decimals: int = 2) -> alt.Chart:
+def heatmap(matrix: pd.DataFrame, *, title: str | None = None, value: str = "r",
+            decimals: int = 2) -> alt.Chart:
     """A correlation matrix (square DataFrame, labels as index and columns) on a diverging -1..1 scale.
 
     Up to 12 rows the cells carry their values; larger matrices rely on the tooltip.
@@ -124,7 +130,8 @@ def scatter_stages(frame: pd.DataFrame, pt: str = "pt", sft: str = "sft", *, col
     """One point per row at (PT score, SFT score), coloured by category (or any column), with a y = x line."""
     lo = float(min(frame[pt].min(), frame[sft].min()))
     hi = float(max(frame[pt].max(), frame[sft].max()))
-    tooltip = [c for c in (label, color) if c] + [alt.Tooltip(pt, format=".3f"), alt.Tooltip(sft, format=".3f")]
+    tooltip = [c for c in (label, color) if c] + [alt.Tooltip(pt, format=".3f"),
+                                                   alt.Tooltip(sft, format=".3f")]
     points = alt.Chart(frame).mark_circle(size=60, opacity=0.8).encode(
         x=alt.X(f"{pt}:Q", title="after pretraining (PT)", scale=alt.Scale(zero=False)),
         y=alt.Y(f"{sft}:Q", title="after fine-tuning (SFT)", scale=alt.Scale(zero=False)),
@@ -184,8 +191,8 @@ def _diagonal(lo: float, hi: float) -> alt.Chart:
 # Runs in the page: swap the static SVG for vega-embed's chart once the bundle is there. `currentScript`
 # finds this snippet's own container, so no ids are needed and the output stays deterministic.
 _EMBED_JS = """(function () {
+  if (!window.vegaEmbed || !document.currentScript) return;
   var box = document.currentScript.parentElement;
-  if (!window.vegaEmbed) return;
   var spec = JSON.parse(box.querySelector('script[type="application/json"]').textContent);
   var target = document.createElement('div');
   box.appendChild(target);
@@ -216,8 +223,9 @@ def render(chart: alt.TopLevelMixin) -> str:
     # "</" inside JSON would end the <script> element early; "<\/" is the same string to JSON.
     payload = json.dumps(chart_spec, sort_keys=True).replace("</", "<\\/")
     description = html.escape(str(chart_spec.get("description") or _spec_title(chart_spec) or "chart"))
+    svg_uri = "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
     return (f'<div class="magic-chart" role="figure" aria-label="{description}">'
-            f'<div class="magic-chart-static">{svg}</div>'
+            f'<img class="magic-chart-static" alt="{description}" src="{svg_uri}">'
             f'<script type="application/json">{payload}</script>'
             f"<script>{_EMBED_JS}</script></div>")
 

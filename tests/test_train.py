@@ -163,10 +163,18 @@ def test_sft_resumes_to_the_identical_result(corpus, tmp_path, monkeypatch):
     assert log["loss"].iloc[-2:].mean() < log["loss"].iloc[:2].mean()  # SFT loss on replies falls
 
 
-def test_resuming_with_another_config_is_refused(corpus, tmp_path):
-    train.pretrain(scale(max_steps=2), corpus["tokens"], corpus["tokenizer"], tmp_path, seed=0)
+def test_resuming_with_another_config_is_refused(corpus, tmp_path, monkeypatch):
+    with monkeypatch.context() as patch:
+        crash_at_step(patch, 3, calls_per_step=4)
+        with pytest.raises(Crash):
+            train.pretrain(scale(checkpoint_every=2), corpus["tokens"], corpus["tokenizer"], tmp_path, seed=0)
     with pytest.raises(ValueError, match="checkpoint of a different run"):
-        train.pretrain(scale(max_steps=2, lr=1e-3), corpus["tokens"], corpus["tokenizer"], tmp_path, seed=0)
+        train.pretrain(scale(checkpoint_every=2, lr=1e-3), corpus["tokens"], corpus["tokenizer"], tmp_path, seed=0)
+
+
+def test_a_finished_run_keeps_its_model_not_its_optimizer_state(corpus, tmp_path):
+    train.pretrain(scale(max_steps=2), corpus["tokens"], corpus["tokenizer"], tmp_path, seed=0)
+    assert (tmp_path / "model/model.safetensors").exists() and not (tmp_path / "checkpoint").exists()
 
 
 @pytest.mark.parametrize("bad_loss", [float("nan"), 1e4])

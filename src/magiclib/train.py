@@ -2,15 +2,16 @@
 
 AdamW, linear warmup then cosine decay to lr * min_lr_ratio, gradient clipping, accumulation of micro-batches
 to the global batch, bf16 autocast on GPU and fp32 on CPU. The loop is torchrun-native: with WORLD_SIZE > 1
-it joins the process group (gloo on CPU, nccl on GPU), wraps the model in DDP (FSDP2 `fully_shard` for large
-models on GPU), gives each rank its slice of every global batch, and lets rank 0 write.
+it joins the process group (gloo on CPU, nccl on GPU), wraps the model in DDP (FSDP2 `fully_shard` from
+about 1B parameters), gives each rank its slice of every global batch, and lets rank 0 write.
 
 The data order is a pure function of (seed, step): every global batch is a slice of a seeded permutation of
 the examples (a new permutation per epoch), so a resumed run sees exactly the batches it would have seen.
 A run folder holds:
     model/          the final model (safetensors) with its tokenizer: a self-contained HF checkpoint
     loss.parquet    step, tokens, loss, lr, tokens_per_s, mfu, elapsed_s (loss = mean over the log interval)
-    checkpoint/     model/ + trainer.pt (optimizer, step, tokens, log, RNG): resumable, replaced atomically
+    checkpoint/     model/ + trainer.pt (optimizer, step, tokens, log, RNG), every checkpoint_every steps,
+                    replaced atomically; a rerun resumes from it; removed once the run has finished
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import contextlib
 import functools
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +57,7 @@ FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)
 # (and across world sizes: the data order and the saved optimizer state do not depend on the number of ranks).
 RESUME_NEUTRAL_FIELDS = ("log_every", "checkpoint_every", "threads")
 LOG_COLUMNS = ["step", "tokens", "loss", "lr", "tokens_per_s", "mfu", "elapsed_s"]
+
 
 class TrainingDiverged(RuntimeError):
     """The loss or the gradient became NaN/inf or exploded; the last good checkpoint is kept."""
@@ -364,6 +367,46 @@ def _fingerprint(stage: str, mc: ModelConfig, tc: TrainConfig, seed: int) -> dic
     return {"stage": stage, "model": to_dict(mc), "train": train, "seed": seed}
 
 
+class LossLog:
+    """The rows of loss.parquet: each the mean loss and the throughput over the steps since the row before."""
+
+    def __init__(self, rows: list[dict], elapsed: float, flops_per_peak: float):
+        self.rows, self.elapsed, self.flops_per_peak = rows, elapsed, flops_per_peak  # resumed from a checkpoint
+        self._start_interval()
+
+    def _start_interval(self) -> None:
+        self.loss, self.steps, self.tokens, self.start = 0.0, 0, 0, time.perf_counter()
+
+    def add(self, loss: float, tokens: int) -> None:
+        self.loss, self.steps, self.tokens = self.loss + loss, self.steps + 1, self.tokens + tokens
+
+    def close_interval(self, step: int, tokens_seen: int, lr: float) -> dict:
+        seconds = time.perf_counter() - self.start
+        self.elapsed += seconds
+        tokens_per_s = self.tokens / seconds
+        row = {"step": step, "tokens": tokens_seen, "loss": self.loss / self.steps, "lr": lr,
+               "tokens_per_s": tokens_per_s, "mfu": tokens_per_s * self.flops_per_peak, "elapsed_s": self.elapsed}
+        self.rows.append(row)
+        self._start_interval()
+        return row
+
+    @contextlib.contextmanager
+    def paused(self):
+        started = time.perf_counter()
+        yield
+        self.start += time.perf_counter() - started
+
+
+def _diverged(stage: str, step: int, loss: float, grad_norm: float, lr: float, tc: TrainConfig,
+              checkpoint_dir: Path) -> TrainingDiverged:
+    kept = f"the last good checkpoint is {checkpoint_dir} (step {_checkpoint_step(checkpoint_dir)})" \
+        if (checkpoint_dir / "trainer.pt").exists() else "no checkpoint was written yet"
+    return TrainingDiverged(
+        f"{stage} diverged at step {step}: loss {loss:.4g}, gradient norm {grad_norm:.4g} (lr {lr:.3g}); {kept}. "
+        f"Lower the learning rate ({stage}.lr, now {tc.lr:g}) or raise warmup_steps and rerun"
+    )
+
+
 # --- the loop -------------------------------------------------------------------------------------
 
 
@@ -381,27 +424,22 @@ def run_training(stage: str, model: LlamaForCausalLM, data, tokenizer, mc: Model
     model = wrap_for_parallel(model.to(rt.device), rt)
     optimizer = make_optimizer(model, tc, rt.device)
     fingerprint = _fingerprint(stage, mc, tc, seed)
-    step, tokens_seen, elapsed, log = 0, 0, 0.0, []
+    step, tokens_seen, elapsed, rows = 0, 0, 0.0, []
     if resume is not None:
         set_optimizer_state_dict(model, optimizer, resume["optimizer"], options=StateDictOptions(full_state_dict=True))
         torch.set_rng_state(resume["rng"]["torch"])
         if "cuda" in resume["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
-        step, tokens_seen, elapsed, log = resume["step"], resume["tokens_seen"], resume["elapsed_s"], resume["log"]
+        step, tokens_seen, elapsed, rows = resume["step"], resume["tokens_seen"], resume["elapsed_s"], resume["log"]
 
     flops = flops_per_token(mc, tc.seq_len)
     peak = peak_flops(rt.device.type, torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else "",
                       bf16) * rt.world
+    log = LossLog(rows, elapsed, flops / peak)
     max_loss = EXPLODED_LOSS_FACTOR * math.log(mc.vocab_size)
     checkpoint_dir = out_dir / "checkpoint"
-
-    def trainer_state() -> dict:
-        return {"fingerprint": fingerprint, "step": step, "tokens_seen": tokens_seen, "elapsed_s": elapsed,
-                "log": log}
-
     bar = tqdm(total=total_steps, initial=step, desc=f"{stage} {out_dir.name}", unit="step",
                disable=not rt.is_main, mininterval=1.0)
-    interval_loss, interval_steps, interval_tokens, interval_start = 0.0, 0, 0, time.perf_counter()
     model.train()
     while step < total_steps:
         indices = batch_indices(step, tc.batch_size, len(data), seed)
@@ -411,54 +449,41 @@ def run_training(stage: str, model: LlamaForCausalLM, data, tokenizer, mc: Model
         loss, grad_norm = accumulate_gradients(model, data, indices, tc, rt, pad_id, bf16)
         if not math.isfinite(loss) or not math.isfinite(grad_norm) or loss > max_loss:
             bar.close()
-            kept = f"the last good checkpoint is {checkpoint_dir} (step {_checkpoint_step(checkpoint_dir)})" \
-                if (checkpoint_dir / "trainer.pt").exists() else "no checkpoint was written yet"
-            raise TrainingDiverged(
-                f"{stage} diverged at step {step + 1}: loss {loss:.4g}, gradient norm {grad_norm:.4g} "
-                f"(lr {lr:.3g}); {kept}. Lower the learning rate ({stage}.lr, now {tc.lr:g}) or raise "
-                f"warmup_steps and rerun"
-            )
+            raise _diverged(stage, step + 1, loss, grad_norm, lr, tc, checkpoint_dir)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         tokens = data.n_tokens(indices)
         tokens_seen += tokens
-        interval_loss, interval_steps, interval_tokens = interval_loss + loss, interval_steps + 1, \
-            interval_tokens + tokens
+        log.add(loss, tokens)
         bar.update(1)
         checkpoint_now = bool(tc.checkpoint_every) and step % tc.checkpoint_every == 0 and step < total_steps
         # A checkpoint closes the log interval too, so a resumed run logs exactly what an unbroken one does.
         if step % tc.log_every == 0 or step == total_steps or checkpoint_now:
-            now = time.perf_counter()
-            seconds = now - interval_start
-            elapsed += seconds
-            tokens_per_s = interval_tokens / seconds
-            row = {"step": step, "tokens": tokens_seen, "loss": interval_loss / interval_steps, "lr": lr,
-                   "tokens_per_s": tokens_per_s, "mfu": flops * tokens_per_s / peak, "elapsed_s": elapsed}
-            log.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}",
+            row = log.close_interval(step, tokens_seen, lr)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_s']:,.0f}",
                             mfu=f"{row['mfu']:.1%}")
-            interval_loss, interval_steps, interval_tokens, interval_start = 0.0, 0, 0, now
         if checkpoint_now:
-            paused = time.perf_counter()
-            _flush_log(log, out_dir, rt)
-            save_checkpoint(model, optimizer, trainer_state(), tokenizer, checkpoint_dir, rt)
-            interval_start += time.perf_counter() - paused  # writing is not training: keep it out of tokens/s
+            with log.paused():  # writing is not training: keep it out of tokens/s
+                _flush_log(log.rows, out_dir, rt)
+                state = {"fingerprint": fingerprint, "step": step, "tokens_seen": tokens_seen,
+                         "elapsed_s": log.elapsed, "log": log.rows}
+                save_checkpoint(model, optimizer, state, tokenizer, checkpoint_dir, rt)
     bar.close()
 
-    save_checkpoint(model, optimizer, trainer_state(), tokenizer, checkpoint_dir, rt)
     save_model(model, tokenizer, out_dir / "model", rt)
-    _flush_log(log, out_dir, rt)
-    last = log[-1] if log else {"loss": float("nan")}
-    tokens_per_s = tokens_seen / elapsed if elapsed else 0.0
+    _flush_log(log.rows, out_dir, rt)
+    if rt.is_main:  # finished: model/ is the result, and the optimizer state would only take disk space
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    tokens_per_s = tokens_seen / log.elapsed if log.elapsed else 0.0
     return {
         "stage": stage,
-        "final_loss": last["loss"],
+        "final_loss": log.rows[-1]["loss"] if log.rows else float("nan"),  # mean over the last log interval
         "tokens_seen": tokens_seen,
         "steps": step,
-        "seconds": round(elapsed, 3),
+        "seconds": round(log.elapsed, 3),
         "tokens_per_s": tokens_per_s,
-        "mfu": flops * tokens_per_s / peak,
+        "mfu": tokens_per_s * flops / peak,
         "params": count_parameters(mc)["total"],
         "world_size": rt.world,
         "data_epochs": step * tc.batch_size / len(data),
@@ -521,8 +546,9 @@ def pretrain(scale: ScaleConfig, tokens_path: Path, tokenizer_dir: Path, out_dir
         resume = load_trainer_state(checkpoint_dir, _fingerprint("pretrain", mc, tc, seed))
         if resume is None:
             model = build_model(mc, seed)
-            model.config.eos_token_id = tokenizer.eos_token_id
-            model.config.pad_token_id = tokenizer.pad_token_id
+            for config in (model.config, model.generation_config):  # so generation stops at the end of a reply
+                config.eos_token_id = tokenizer.eos_token_id
+                config.pad_token_id = tokenizer.pad_token_id
         else:
             model = _load_model(checkpoint_dir / "model")
         return run_training("pretrain", model, data, tokenizer, mc, tc, total_steps, Path(out_dir), seed, rt, resume)

@@ -138,7 +138,7 @@ class TrainConfig:
     max_steps: int | None = 200  # pretraining: steps (None: one pass over the mixture's tokens)
     epochs: float = 1.0  # SFT: passes over the SFT examples (max_steps None)
     log_every: int = 10
-    checkpoint_every: int | None = None  # steps between resumable checkpoints (None: only at the end)
+    checkpoint_every: int | None = None  # steps between resumable checkpoints (None: none; model/ at the end)
     precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16
     threads: int | None = None  # torch threads on CPU (None: all cores, or 1 per grid worker)
 

@@ -30,6 +30,7 @@ THEME = "magic"
 BUNDLE_NAME = "vega-bundle.js"
 CATEGORY_ORDER = ("commonsense", "science", "nli", "semantic")
 CATEGORY_COLORS = ("#4C78A8", "#F58518", "#54A24B", "#B279A2")  # colour-blind safe (Tableau 10)
+STAGE_ORDER = ("PT", "SFT")
 FONT = "Helvetica Neue, Helvetica, Arial, sans-serif"
 
 

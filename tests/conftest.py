@@ -25,11 +25,15 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def smoke_study(tmp_path_factory):
-    """The smoke study, run once per test session through the real CLI (papermill, 2 workers)."""
+    """The smoke study's full grid, run once per test session through the real CLI.
+
+    It runs in-process (`--executor inline`, the same step functions): 72 papermill kernels would cost
+    minutes of start-up alone. The papermill path is covered by test_grid on a one-run grid.
+    """
     import subprocess
     import sys
 
     results = tmp_path_factory.mktemp("smoke") / "results"
     subprocess.run([sys.executable, "-m", "magiclib.cli", "study", "--preset", "smoke", "--results", str(results),
-                    "--workers", "2"], check=True)
+                    "--executor", "inline"], check=True)
     return results

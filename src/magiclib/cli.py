@@ -10,6 +10,8 @@
     magic book     --preset mini                     execute the chapters and build the HTML book
 
 Every subcommand takes `key.path=value` overrides after its flags (e.g. `eval.items_per_benchmark=50`).
+A mistake the user can fix (a bad config, a missing mirror, a corrupt checkpoint, a full disk) ends in a
+one-line `magic: ...` message and a non-zero exit; a bug keeps its traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 import yaml
 
 from .config import ConfigError, load_config, to_dict
+from .errors import user_message
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,6 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # `magic scores | head` closed the pipe: not an error
         sys.stderr.close()
+    except Exception as err:
+        message = user_message(err)
+        if message is None:  # a bug: its traceback is what a report needs
+            raise
+        print(f"magic: {message}", file=sys.stderr)
+        return 1
     return 0
 
 

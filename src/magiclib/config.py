@@ -180,6 +180,12 @@ class EvalConfig:
     batch_size: int = 32
     max_length: int | None = None  # context budget in tokens (None: the model's context)
 
+    def __post_init__(self):
+        from .benchmarks import BENCHMARKS  # the registry is the one list of names (a light import)
+
+        for name in self.benchmarks or []:
+            _check_choice("eval.benchmarks", name, sorted(BENCHMARKS))
+
 
 @dataclass
 class SlurmConfig:

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from . import io, paths, steps
 from .config import StudyConfig, to_dict
+from .errors import user_message
 from .steps import Step
 
 NOTEBOOKS = paths.REPO_ROOT / "notebooks"
@@ -141,8 +142,8 @@ def _run_inline(cfg, results, config_path, todo, workers, timings):
     def run(step: Step) -> str | None:
         try:
             steps.run_step(cfg, results, step)
-        except Exception:  # noqa: BLE001 - one failed step must not stop the others
-            return traceback.format_exc(limit=3)
+        except Exception as err:  # noqa: BLE001 - one failed step must not stop the others
+            return user_message(err) or traceback.format_exc(limit=3)
         return None
 
     with ThreadPoolExecutor(1) as pool:
@@ -216,6 +217,7 @@ def assemble_tables(cfg: StudyConfig, results: Path) -> dict[str, pd.DataFrame]:
               "losses": _front(pd.concat(losses, ignore_index=True)) if losses else pd.DataFrame(),
               "scores": _front(pd.concat(scores, ignore_index=True)) if scores else pd.DataFrame(),
               "items": _front(pd.concat(items, ignore_index=True)) if items else pd.DataFrame()}
+    io.remove_temporaries(results / TABLES)  # left by a run killed while writing them
     for name, frame in tables.items():
         io.write_parquet(results / TABLES / f"{name}.parquet", frame)
     return tables

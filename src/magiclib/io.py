@@ -7,6 +7,7 @@ counts as finished only once its `run.json` exists, written last (see `finish_ru
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import platform
@@ -27,13 +28,23 @@ RUN_RECORD = "run.json"
 RESULTS_FORMAT = 1  # bump when the layout of results folders changes incompatibly
 
 
+class IncompatibleResults(RuntimeError):
+    """A results folder written by a magiclib whose results format this one cannot read."""
+
+
+TMP_MARK = ".tmp-"  # temporaries are named .<name>.tmp-<pid>-<random>
+
+
 def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:6]}")
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it over `path` (file or folder)."""
+    """Yield a temporary path beside `path`; on success rename it over `path` (file or folder).
+
+    On any error the temporary is removed and `path` keeps its old content; a full disk says so, and where.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
@@ -46,11 +57,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise OSError(err.errno, f"disk full (or over quota) while writing {path}; its old content, if any, is "
+                      "kept. Free some space or point --results / $MAGIC_RESULTS at a larger disk, then rerun: "
+                      "finished steps are kept") from err
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporaries a killed writer left under `folder` (only one process may own it); list them."""
+    stale = list(Path(folder).rglob(f".*{TMP_MARK}*"))
+    for path in sorted(stale, key=lambda p: len(p.parts)):  # a folder before what it holds
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    return stale
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -129,8 +157,9 @@ def is_finished(folder: str | Path, config_hash: str | None = None) -> bool:
     except (json.JSONDecodeError, OSError):
         return False
     if record.get("results_format") != RESULTS_FORMAT:
-        raise RuntimeError(
+        raise IncompatibleResults(
             f"{folder} was written by an incompatible magiclib (results format {record.get('results_format')}, "
-            f"this one reads {RESULTS_FORMAT}); move that results folder away or set $MAGIC_RESULTS elsewhere"
+            f"this one reads {RESULTS_FORMAT}); move that results folder away (or give another --results / "
+            "$MAGIC_RESULTS) and rerun, or read it with the magiclib version that wrote it"
         )
     return config_hash is None or record.get("config_hash") == config_hash

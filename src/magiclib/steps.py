@@ -151,6 +151,8 @@ def _fresh_folder(folder: Path):
     """
     partial = folder.with_name(folder.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
+    if _is_rank_zero():  # a killed run's half-written temporaries (a checkpoint can take gigabytes)
+        io.remove_temporaries(partial)
     yield partial
     if _is_rank_zero():  # under torchrun, rank 0 alone owns the folder
         if folder.exists():
@@ -211,14 +213,14 @@ def run_step(cfg: StudyConfig, results: Path, step: Step) -> Path:
     digest = step_hash(cfg, step)
     if io.is_finished(folder, digest):
         return folder
+    _check_inputs(cfg, results, step)
     needed = step.needs()
-    if needed is not None and not is_done(cfg, results, needed):
-        raise RuntimeError(f"{step.kind} {step.label} needs {needed.kind} {needed.label} first; "
-                           "run `magic study` (it orders the steps) or that step")
     set_threads()
     scale = cfg.scale(step.scale)
     started = time.time()
     with _fresh_folder(folder) as out:
+        if step.kind != "evaluate" and (out / "checkpoint").exists():
+            check_checkpoint(out / "checkpoint", f"delete {out / 'checkpoint'} to restart this step from scratch")
         if step.kind == "pretrain":
             from . import train
 
@@ -235,6 +237,53 @@ def run_step(cfg: StudyConfig, results: Path, step: Step) -> Path:
             io.finish_run(out, kind=step.kind, config=to_dict(cfg), config_hash=digest, seed=step.seed,
                           started=started, step=to_dict(step), summary=summary)
     return folder
+
+
+def _check_inputs(cfg: StudyConfig, results: Path, step: Step) -> None:
+    """Refuse to start a step whose data or upstream checkpoint is missing or damaged, saying what to run."""
+    if step.kind == "pretrain":
+        data = [(f"mixture {step.mixture} (seed {step.seed})", mixture_dir(cfg, results, step.mixture, step.seed),
+                 mixture_hash(cfg, step.mixture, step.seed))]
+    elif step.kind == "sft":
+        data = [("SFT data", sft_data_dir(cfg, results), sft_data_hash(cfg))]
+    else:
+        data = [("evaluation items", eval_items_dir(cfg, results), eval_items_hash(cfg))]
+    for name, folder, digest in data:
+        if not io.is_finished(folder, digest):
+            raise RuntimeError(f"{step.kind} {step.label} needs the {name} in {folder}, which is not built; run "
+                               f"`magic data` with this config (its mixtures must include {step.mixture}) "
+                               "or `magic study`")
+    needed = step.needs()
+    if needed is None:
+        return
+    if not is_done(cfg, results, needed):
+        raise RuntimeError(f"{step.kind} {step.label} needs {needed.kind} {needed.label} first; "
+                           "run `magic study` (it orders the steps) or that step")
+    check_checkpoint(step_dir(cfg, results, needed) / "model",
+                     f"delete {step_dir(cfg, results, needed)} and rerun `magic study` to redo that step")
+
+
+def check_checkpoint(folder: Path, fix: str) -> None:
+    """Refuse a missing, truncated or corrupt checkpoint (model safetensors, trainer state) up front, naming
+    the file and the `fix`, rather than failing somewhere inside transformers or torch."""
+    import zipfile
+
+    from safetensors import SafetensorError, safe_open
+
+    weights = sorted(folder.rglob("*.safetensors"))
+    if not weights:
+        raise FileNotFoundError(f"no model weights (*.safetensors) in {folder}; {fix}")
+    for path in weights:
+        try:
+            with safe_open(path, "pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"{path} is truncated or corrupt ({err}); {fix}") from None
+    for path in folder.rglob("*.pt"):  # torch.save writes a zip archive: a cut one has no central directory
+        try:
+            zipfile.ZipFile(path).close()
+        except (zipfile.BadZipFile, OSError) as err:
+            raise ValueError(f"{path} is truncated or corrupt ({err}); {fix}") from None
 
 
 def _write_eval_items(cfg: StudyConfig, out: Path) -> dict:

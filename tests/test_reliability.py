@@ -190,6 +190,20 @@ def test_another_seed_gives_other_scores_and_two_seeds_give_seed_noise(reduced, 
     assert snr["between_seed_sd"].notna().all() and snr["between_mixture_sd"].notna().all()
 
 
+def test_a_folder_without_its_record_is_rebuilt_from_its_partial_copy(tmp_path):
+    folder = tmp_path / "runs" / "evaluate" / "V1-P0_tiny_PT_s0-abc"
+    (folder / "stale.parquet").parent.mkdir(parents=True)
+    (folder / "stale.parquet").write_text("from a run whose run.json never came")
+    partial = Path(f"{folder}.partial")
+    (partial / "checkpoint").mkdir(parents=True)
+    (partial / "checkpoint" / "trainer.pt").write_text("kept: the resume point")
+    (partial / f".items.parquet{io.TMP_MARK}99-abcdef").write_text("half written when killed")
+    with steps._fresh_folder(folder) as out:
+        assert out == partial and sorted(p.name for p in out.iterdir()) == ["checkpoint"]
+        io.write_text(out / "items.parquet", "new")
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint", "items.parquet"] and not partial.exists()
+
+
 # --- bad input through the step layer and the command line ---------------------------------------------
 
 

@@ -251,8 +251,8 @@ def _check_inputs(cfg: StudyConfig, results: Path, step: Step) -> None:
     for name, folder, digest in data:
         if not io.is_finished(folder, digest):
             raise RuntimeError(f"{step.kind} {step.label} needs the {name} in {folder}, which is not built; run "
-                               f"`magic data` with this config (its mixtures must include {step.mixture}) "
-                               "or `magic study`")
+                               "`magic data` with this config and overrides (its mixtures and seeds must include "
+                               "this step's) or `magic study`")
     needed = step.needs()
     if needed is None:
         return

@@ -10,6 +10,7 @@ the path of its executed notebook while the rest goes on where it can, and re-ru
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import time
 import traceback
@@ -81,20 +82,39 @@ def run_study(cfg: StudyConfig, results: Path, *, executor: str = "local", worke
     if dry_run:
         return 0
     config_path = write_config(cfg, results)
-    started = time.time()
+    started, cpu_started = time.time(), _cpu_seconds()
     steps.run_data(cfg, results)
-    timings = {"data": time.time() - started}
+    timings = {"data": {"steps": 1, "step_s": time.time() - started, "start": started, "end": time.time()}}
     todo = [st for st in plan(cfg) if not steps.is_done(cfg, results, st)]
     workers = workers or (os.cpu_count() or 1)
     runner = _run_inline if executor == "inline" else _run_notebooks
     failed = runner(cfg, results, config_path, todo, workers, timings)
     assemble_tables(cfg, results)
-    timings["total"] = time.time() - started
-    io.write_json(results / "timings.json", {k: round(v, 1) for k, v in timings.items()})
-    print("wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+    write_timings(results, timings, started, _cpu_seconds() - cpu_started, executor,
+                  1 if executor == "inline" else workers)
     for step, where in failed:
         print(f"FAILED {step.kind} {step.label}: see {where}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of every finished child (workers and their notebook kernels)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def write_timings(results: Path, timings: dict, started: float, cpu_s: float, executor: str, workers: int) -> None:
+    """Per-stage wall time (first start to last end), summed step time, and CPU use of one `magic study` run."""
+    total = time.time() - started
+    cores = os.cpu_count() or 1
+    stages = {kind: {"steps": r["steps"], "wall_s": round(r["end"] - r["start"], 1), "step_s": round(r["step_s"], 1)}
+              for kind, r in timings.items()}
+    record = {"stages": stages, "total_s": round(total, 1), "cpu_s": round(cpu_s, 1),
+              "cpu_utilisation": round(cpu_s / (total * cores), 3), "cores": cores, "executor": executor,
+              "workers": workers, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    io.write_json(results / "timings.json", record)
+    print("wall time (s): " + ", ".join(f"{k} {v['wall_s']:.0f}" for k, v in stages.items())
+          + f", total {total:.0f}; CPU use {record['cpu_utilisation']:.0%} of {cores} cores")
 
 
 def _schedule(cfg: StudyConfig, results: Path, todo: list[Step], workers: int,
@@ -126,7 +146,10 @@ def _schedule(cfg: StudyConfig, results: Path, todo: list[Step], workers: int,
         done, _ = wait(running, return_when=FIRST_COMPLETED)
         for future in done:
             st, t0 = running.pop(future)
-            timings[st.kind] = timings.get(st.kind, 0.0) + time.time() - t0
+            record = timings.setdefault(st.kind, {"steps": 0, "step_s": 0.0, "start": t0, "end": t0})
+            record["steps"] += 1
+            record["step_s"] += time.time() - t0
+            record["start"], record["end"] = min(record["start"], t0), time.time()
             error = future.exception() or future.result()
             if error is None:
                 finished.add(st)

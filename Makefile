@@ -34,11 +34,11 @@ book: study
 	$(VENV)/bin/magic book --preset $(PRESET)
 
 test: $(STAMP) browser
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench notebooks book
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench notebooks book
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --allow-root --notebook-dir=.

@@ -51,14 +51,14 @@ def test_slurm_dry_run_writes_arrays_with_the_presets_resources(tmp_path, capsys
     text = (tmp_path / "slurm" / "dry_run.sh").read_text()
     arrays = slurm.arrays(cfg, tmp_path, config_path)
     assert len(arrays) == 2 * 4 and all(len(a["commands"]) == 9 for a in arrays)
-    assert text.count("#SBATCH --array=0-8%64") == 8
+    assert text.count("#SBATCH --array=0-8%9") == 8  # 9 tasks, at most slurm.max_parallel (64) at once
     assert "#SBATCH --gpus-per-node=8" in text and "#SBATCH --time=2880" in text
     assert "#SBATCH --mem=480GB" in text
     pretrain = next(a for a in arrays if a["name"] == "pretrain-1B")
     assert pretrain["commands"][0][:3] == ["torchrun", "--standalone", "--nproc_per_node=8"]
     evaluate = next(a for a in arrays if a["name"] == "evaluate-SFT-1B")
     assert evaluate["gpus"] == 1 and evaluate["after"] == "sft-1B" and "--notebook" in evaluate["commands"][0]
-    assert "aftercorr" in text
+    assert "#SBATCH --dependency='aftercorr:<pretrain-1B>'" in text  # the job id is known at submission
 
 
 def test_submitit_local_executor_runs_the_same_path(tmp_path):

@@ -98,3 +98,13 @@ def test_identical_matrices_are_maximally_similar_under_the_exact_mantel_test():
     )  # only the identity matches
     assert table["exact"].all() and (table["n_entries"] == 28).all()
     assert (table["p_naive"] < table["p_mantel"]).all()
+
+
+def test_a_constant_benchmark_is_left_out_of_the_mantel_test():
+    scores = make_scores(benchmarks=BENCHMARKS)
+    pt = scores[scores["stage"] == "PT"].copy()
+    pt.loc[pt["benchmark"] == pt["benchmark"].iloc[0], "confidence"] = 0.5  # no correlation with anything
+    same = pd.concat([pt, pt.assign(stage="SFT")], ignore_index=True)
+    table = matrix_similarity(same)
+    assert (table["n_benchmarks"] == 7).all()
+    assert table["p_mantel"].tolist() == pytest.approx([1 / math.factorial(7)] * 2)

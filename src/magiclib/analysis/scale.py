@@ -332,9 +332,12 @@ def matrix_similarity(
     for scale in _scales_with_both_stages(matrix):
         pt, sft = (_stage_matrix(matrix, scale, stage, method) for stage in ("PT", "SFT"))
         common = pt.index.intersection(sft.index, sort=False)
+        # A benchmark constant across mixtures at either stage has no correlations at all: leave it out, or
+        # every permutation that moves it yields an undefined null and the p-value degenerates to 1.
+        common = [b for b in common if np.isfinite(pt.loc[b, b]) and np.isfinite(sft.loc[b, b])]
         pt, sft = pt.loc[common, common].to_numpy(), sft.loc[common, common].to_numpy()
         i, j = np.triu_indices(len(common), 1)
-        kept = np.isfinite(pt[i, j]) & np.isfinite(sft[i, j])  # constant benchmarks have no correlations
+        kept = np.isfinite(pt[i, j]) & np.isfinite(sft[i, j])
         observed = float(correlation(pt[i, j][kept], sft[i, j][kept]))
         orders, exact = pairings(len(common), n_perm, seed)
         permuted = sft[orders[:, i], orders[:, j]][:, kept]

@@ -41,6 +41,24 @@ def test_item_table_by_hand():
     assert table.loc[("arc_easy", "7"), "confidence"] == pytest.approx(e / (1 + e))  # softmax of [-2, -1]
 
 
+
+def test_continuous_metrics_by_hand():
+    # three choices, gold 1: logliks [-6, -4, -9] over [3, 4, 3] characters and [2, 4, 1] tokens,
+    # so per character [-2, -1, -3] and per token gold -1
+    items = pd.DataFrame({"benchmark": "hellaswag", "item": "0", "choice": [0, 1, 2], "loglik": [-6.0, -4.0, -9.0],
+                          "n_tokens": [2, 4, 1], "n_chars": [3, 4, 3], "gold": 1})
+    row = metrics.item_table(items).iloc[0]
+    assert row["gold_ll_char"] == pytest.approx(-1.0)
+    assert row["gold_ll_token"] == pytest.approx(-1.0)
+    assert row["margin_char"] == pytest.approx(1.0)  # -1 - max(-2, -3)
+    e = math.e
+    assert row["gold_prob_char"] == pytest.approx(e**-1 / (e**-1 + e**-2 + e**-3))
+    scores = metrics.score_table(pd.concat([items, items.assign(item="1", gold=0)]))
+    # item 1: gold 0 at -2 per character, best wrong -1: margin -1; the mean over both items is 0
+    assert scores["margin_char"].iloc[0] == pytest.approx(0.0)
+    assert scores["margin_char_se"].iloc[0] == pytest.approx(1.0)  # sd([1, -1]) / sqrt(2)
+    assert scores["gold_ll_token"].iloc[0] == pytest.approx((-1.0 - 3.0) / 2)
+
 def test_score_table_by_hand():
     scores = metrics.score_table(HAND).set_index("benchmark")
     copa = scores.loc["copa"]

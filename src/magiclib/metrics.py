@@ -8,6 +8,18 @@ Ties go to the first choice, as numpy's (and lm-eval's) argmax.
 
 Columns of `items` other than the per-choice ones (run, mixture, scale, stage...) are grouping keys, so one
 call scores many runs at once. No torch here: the analysis side imports this module.
+
+Continuous metrics (CONTINUOUS_METRICS). Accuracy flips only when the best choice changes, so at small scale
+most mixtures tie on it; these move with every change of the log-likelihoods (DataDecide, Magnusson et al.
+2025, found such metrics rank data recipes far more reliably at small scale). Per item, with l_j the
+log-likelihood of choice j's continuation, c_j its characters, t_j its tokens and g the gold choice:
+
+    gold_ll_char   = l_g / c_g                                  (nats per character of the gold answer)
+    gold_ll_token  = l_g / t_g                                  (nats per token of the gold answer)
+    margin_char    = l_g / c_g - max_{j != g} l_j / c_j         (> 0 exactly when acc_norm is right)
+    gold_prob_char = exp(l_g / c_g) / sum_j exp(l_j / c_j)      (softmax over per-character scores)
+
+The per-(run, benchmark) value is the mean over items, with its standard error, like accuracy.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from scipy import stats
 from .benchmarks import BENCHMARKS
 
 CHOICE_COLUMNS = ["item", "choice", "loglik", "n_tokens", "n_chars", "gold"]
+CONTINUOUS_METRICS = ("gold_ll_char", "gold_ll_token", "margin_char", "gold_prob_char")
 ECE_EQUAL_MASS_BINS = 10
 ECE_EQUAL_WIDTH_BINS = 15
 
@@ -70,6 +83,14 @@ def _per_item(items: pd.DataFrame) -> pd.DataFrame:
     out["confidence"] = np.maximum.reduceat(p, starts)
     out["gold_prob"] = np.add.reduceat(np.where(is_gold, p, 0.0), starts)
     out["brier"] = np.add.reduceat((p - is_gold) ** 2, starts)  # multiclass: sum_k (p_k - [k == gold])^2
+    # continuous metrics (module docstring): gold's per-character and per-token log-likelihood, its margin
+    # over the best wrong choice per character, and its softmax probability over per-character scores
+    gold_norm = np.add.reduceat(np.where(is_gold, norm, 0.0), starts)
+    out["gold_ll_char"] = gold_norm
+    out["gold_ll_token"] = np.add.reduceat(np.where(is_gold, loglik / df["n_tokens"].to_numpy(float), 0.0), starts)
+    out["margin_char"] = gold_norm - np.maximum.reduceat(np.where(is_gold, -np.inf, norm), starts)
+    p_char = np.exp(norm - np.maximum.reduceat(norm, starts)[item_of])
+    out["gold_prob_char"] = np.add.reduceat(np.where(is_gold, p_char, 0.0), starts) / np.add.reduceat(p_char, starts)
     return out
 
 
@@ -78,7 +99,8 @@ def item_table(items: pd.DataFrame) -> pd.DataFrame:
     per_item = _per_item(items)
     per_item["correct"] = per_item["pred"] == per_item["gold"]
     runs = [k for k in group_keys(items) if k != "benchmark"]
-    return per_item[[*runs, "benchmark", "item", "gold", "pred", "correct", "confidence", "gold_prob"]]
+    return per_item[[*runs, "benchmark", "item", "gold", "pred", "correct", "confidence", "gold_prob",
+                     *CONTINUOUS_METRICS]]
 
 
 def ece_equal_mass(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_EQUAL_MASS_BINS) -> float:
@@ -117,7 +139,8 @@ def score_table(items: pd.DataFrame) -> pd.DataFrame:
         record = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
         record.update(category=bench.category, n=len(g), score_rule=bench.score_rule)
         for name, column in (("acc", "correct_acc"), ("acc_norm", "correct_norm"), ("accuracy", "correct"),
-                             ("confidence", "confidence"), ("gold_prob", "gold_prob")):
+                             ("confidence", "confidence"), ("gold_prob", "gold_prob"),
+                             *((name, name) for name in CONTINUOUS_METRICS)):
             record[name], record[f"{name}_se"] = _mean_se(g[column])
         record["ece"] = ece_equal_mass(g["confidence"].to_numpy(), g["correct"].to_numpy())
         record["ece_15"] = ece_equal_width(g["confidence"].to_numpy(), g["correct"].to_numpy())
@@ -125,5 +148,6 @@ def score_table(items: pd.DataFrame) -> pd.DataFrame:
         records.append(record)
     columns = [*[k for k in keys if k != "benchmark"], "benchmark", "category", "n", "score_rule", "acc", "acc_se",
                "acc_norm", "acc_norm_se", "accuracy", "accuracy_se", "confidence", "confidence_se", "gold_prob",
-               "gold_prob_se", "ece", "ece_15", "brier", "brier_se"]
+               "gold_prob_se", *(f"{m}{suffix}" for m in CONTINUOUS_METRICS for suffix in ("", "_se")),
+               "ece", "ece_15", "brier", "brier_se"]
     return pd.DataFrame.from_records(records, columns=columns)

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import paths
+from .errors import BadValue, MissingFile, UnknownName
 from .hub import HubSource, load_rows
 
 # lm-eval puts this between the context and every continuation (its `target_delimiter`).
@@ -307,7 +308,7 @@ CATEGORIES: dict[str, list[str]] = {
 def get(name: str) -> Benchmark:
     """The registry entry of `name`, or an error listing the known names."""
     if name not in BENCHMARKS:
-        raise KeyError(f"unknown benchmark {name!r}; known benchmarks: {sorted(BENCHMARKS)}")
+        raise UnknownName(f"unknown benchmark {name!r}; known benchmarks: {sorted(BENCHMARKS)}")
     return BENCHMARKS[name]
 
 
@@ -319,7 +320,7 @@ def subsample(n_rows: int, n: int | None, seed: int = 0) -> list[int]:
     if n is None or n >= n_rows:
         return list(range(n_rows))
     if n < 0:
-        raise ValueError(f"items per benchmark = {n}; give a positive number or None for all items")
+        raise BadValue(f"items per benchmark = {n}; give a positive number or None for all items")
     return sorted(np.random.default_rng(seed).permutation(n_rows)[:n].tolist())
 
 
@@ -327,14 +328,14 @@ def load_items(name: str, n: int | None = None, seed: int = 0) -> list[Item]:
     """The items of benchmark `name`: all rows, or a fixed-seed subsample of n, from the mirror or the hub."""
     bench = get(name)
     if bench.source.mirror_path is None and paths.hub_offline():
-        raise FileNotFoundError(f"{name} has no copy in the data mirror and the hub is offline; unset "
-                                f"HF_HUB_OFFLINE/HF_DATASETS_OFFLINE to load {bench.source.hub_id} from the hub, "
-                                "or leave it out of eval.benchmarks")
+        raise MissingFile(f"{name} has no copy in the data mirror and the hub is offline; unset "
+                          f"HF_HUB_OFFLINE/HF_DATASETS_OFFLINE to load {bench.source.hub_id} from the hub, "
+                          "or leave it out of eval.benchmarks")
     rows = load_rows(bench.source)
     where = _where(bench)
     missing = [f for f in bench.fields if f not in rows.column_names]
     if missing:
-        raise ValueError(
+        raise BadValue(
             f"{where} lacks the field {missing[0]!r} (has {rows.column_names}; {bench.name} needs {list(bench.fields)}); "
             f"rewrite it in the hub schema of {bench.source.hub_id} (see benchmarks/SOURCES.md in the mirror) "
             "or load from the hub (unset HF_HUB_OFFLINE and $MAGIC_DATA)"
@@ -345,8 +346,8 @@ def load_items(name: str, n: int | None = None, seed: int = 0) -> list[Item]:
         try:
             prompt = bench.adapter(row)
         except (KeyError, ValueError, IndexError, TypeError) as err:
-            raise ValueError(f"{where}, row {index}: cannot build a {name} prompt ({type(err).__name__}: {err}); "
-                             f"check that row against the hub schema of {bench.source.hub_id}") from err
+            raise BadValue(f"{where}, row {index}: cannot build a {name} prompt ({type(err).__name__}: {err}); "
+                           f"check that row against the hub schema of {bench.source.hub_id}") from err
         items.append(Item(name, str(index), prompt.context, prompt.continuations, prompt.gold, prompt.contexts))
     return items
 

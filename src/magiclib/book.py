@@ -26,13 +26,14 @@ from tqdm import tqdm  # not tqdm.auto: chapters import this module, and it warn
 
 from . import io, paths, plots
 from .config import StudyConfig, config_hash, load_config
+from .errors import NotReady, UserError
 
 BOOK_DIR = paths.REPO_ROOT / "book"
 BOOK_FILES = ("_config.yml", "_toc.yml")  # at the repository root, beside book/
 STAMPS = "stamps.json"
 
 
-class ChapterError(RuntimeError):
+class ChapterError(UserError, RuntimeError):
     """A chapter notebook failed; the message names the chapter and its executed notebook."""
 
 
@@ -255,5 +256,5 @@ def _jupyter_book(stage: Path, build: Path) -> Path:
     index = build / "html" / "index.html"
     if done.returncode or not index.exists():
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
-        raise RuntimeError(f"jupyter-book build failed (exit {done.returncode}); full log: {log}\n{tail}")
+        raise NotReady(f"jupyter-book build failed (exit {done.returncode}); full log: {log}\n{tail}")
     return index

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
+from .errors import MissingFile
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,11 @@ class HubSource:
 
     def mirror_files(self, mirror: Path) -> list[str]:
         if self.mirror_path is None:
-            raise FileNotFoundError(f"{self.hub_id} has no copy in the local mirror; load it from the hub")
+            raise MissingFile(f"{self.hub_id} has no copy in the local mirror; load it from the hub")
         path = mirror / self.mirror_path
         files = sorted(str(p) for p in path.glob("*.jsonl*")) if path.is_dir() else [str(path)]
         if not files or not all(Path(f).exists() for f in files):
-            raise FileNotFoundError(
+            raise MissingFile(
                 f"mirror file(s) for {self.hub_id} not found at {path}; check the mirror "
                 f"(${paths.DATA_ENV}) or unset HF_HUB_OFFLINE to load {self.hub_id} from the hub"
             )
@@ -56,7 +57,7 @@ def load_rows(source: HubSource, *, where: str = "auto", streaming: bool = False
                                      streaming=streaming)
     if where == "mirror":
         paths.require_mirror()
-        raise FileNotFoundError(f"{source.hub_id} has no mirror copy; use data.source=hub")
+        raise MissingFile(f"{source.hub_id} has no mirror copy; use data.source=hub")
     if paths.hub_offline():
         paths.require_mirror()  # raises with the fix
     return datasets.load_dataset(**source.hub_call(streaming))

@@ -22,13 +22,14 @@ from typing import Any
 
 import pandas as pd
 
+from .errors import DiskFull, UserError
 from .paths import REPO_ROOT
 
 RUN_RECORD = "run.json"
 RESULTS_FORMAT = 1  # bump when the layout of results folders changes incompatibly
 
 
-class IncompatibleResults(RuntimeError):
+class IncompatibleResults(UserError, RuntimeError):
     """A results folder written by a magiclib whose results format this one cannot read."""
 
 
@@ -60,9 +61,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise OSError(err.errno, f"disk full (or over quota) while writing {path}; its old content, if any, is "
-                      "kept. Free some space or point --results / $MAGIC_RESULTS at a larger disk, then rerun: "
-                      "finished steps are kept") from err
+        raise DiskFull(err.errno, f"disk full (or over quota) while writing {path}; its old content, if any, is "
+                       "kept. Free some space or point --results / $MAGIC_RESULTS at a larger disk, then rerun: "
+                       "finished steps are kept") from err
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)

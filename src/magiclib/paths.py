@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import MissingFile
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_ENV = "MAGIC_DATA"
 RESULTS_ENV = "MAGIC_RESULTS"
@@ -20,7 +22,7 @@ def find_mirror() -> Path | None:
     if os.environ.get(DATA_ENV):
         path = Path(os.environ[DATA_ENV]).expanduser()
         if not path.is_dir():
-            raise FileNotFoundError(
+            raise MissingFile(
                 f"${DATA_ENV} points at {path}, which is not a folder; unset it or point it at a data mirror "
                 "(a folder holding benchmarks/, sft/ and pretrain/)"
             )
@@ -36,7 +38,7 @@ def require_mirror() -> Path:
     """The mirror, or a clear error when there is none and the hub cannot be reached."""
     mirror = find_mirror()
     if mirror is None:
-        raise FileNotFoundError(
+        raise MissingFile(
             "no local data mirror found and the hub is offline: set $MAGIC_DATA to a mirror folder "
             "(benchmarks/, sft/, pretrain/), put one at ../shared/data beside the repository, "
             "or unset HF_HUB_OFFLINE/HF_DATASETS_OFFLINE to load from the Hugging Face hub"

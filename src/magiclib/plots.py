@@ -25,6 +25,7 @@ import pandas as pd
 import vl_convert as vlc
 
 from . import io
+from .errors import BadValue
 
 THEME = "magic"
 BUNDLE_NAME = "vega-bundle.js"
@@ -64,8 +65,8 @@ def benchmark_order(frame: pd.DataFrame, benchmark: str = "benchmark",
     """Benchmarks grouped by category in CATEGORY_ORDER, keeping their first-seen order within a category."""
     unknown = sorted(set(frame[category]) - set(CATEGORY_ORDER))
     if unknown:
-        raise ValueError(f"unknown categories {unknown}; use one of {list(CATEGORY_ORDER)} "
-                         "(plots.CATEGORY_ORDER)")
+        raise BadValue(f"unknown categories {unknown}; use one of {list(CATEGORY_ORDER)} "
+                       "(plots.CATEGORY_ORDER)")
     pairs = frame[[benchmark, category]].drop_duplicates(benchmark)
     rank = pairs[category].map({c: i for i, c in enumerate(CATEGORY_ORDER)})
     return pairs.assign(_rank=rank).sort_values("_rank", kind="stable")[benchmark].tolist()
@@ -101,8 +102,8 @@ def heatmap(matrix: pd.DataFrame, *, title: str | None = None, value: str = "r",
     Up to 12 rows the cells carry their values; larger matrices rely on the tooltip.
     """
     if list(matrix.index) != list(matrix.columns):
-        raise ValueError("heatmap needs a square matrix with the same labels on rows and columns "
-                         "(e.g. frame.corr()); reorder with matrix.loc[order, order]")
+        raise BadValue("heatmap needs a square matrix with the same labels on rows and columns "
+                       "(e.g. frame.corr()); reorder with matrix.loc[order, order]")
     order = [str(label) for label in matrix.index]
     long = matrix.rename_axis(index="row", columns="column").stack().rename(value).reset_index()
     long[["row", "column"]] = long[["row", "column"]].astype(str)

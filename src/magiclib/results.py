@@ -14,6 +14,7 @@ import pandas as pd
 
 from . import steps
 from .config import StudyConfig, load_config
+from .errors import BadValue, MissingFile
 
 TABLES = ("runs", "scores", "items", "losses")
 
@@ -22,17 +23,17 @@ def study_config(results: str | Path) -> StudyConfig:
     """The config the study in `results` was run with."""
     path = Path(results) / "config.yaml"
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run `magic study --results {results}` first")
+        raise MissingFile(f"{path} not found: run `magic study --results {results}` first")
     return load_config(str(path))
 
 
 def table(results: str | Path, name: str) -> pd.DataFrame:
     """One assembled table: runs, scores, items (per item and choice) or losses (every loss curve)."""
     if name not in TABLES:
-        raise ValueError(f"unknown table {name!r}; choose one of {TABLES}")
+        raise BadValue(f"unknown table {name!r}; choose one of {TABLES}")
     path = Path(results) / "tables" / f"{name}.parquet"
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run `magic study --results {results}` first")
+        raise MissingFile(f"{path} not found: run `magic study --results {results}` first")
     return pd.read_parquet(path)
 
 
@@ -50,5 +51,5 @@ def data_report(results: str | Path, name: str) -> pd.DataFrame:
         return pd.DataFrame(rows)
     path = steps.pools_dir(cfg, results) / f"{name}.parquet"
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found; known reports: filters, examples, decontam, mixtures")
+        raise MissingFile(f"{path} not found; known reports: filters, examples, decontam, mixtures")
     return pd.read_parquet(path)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .benchmarks import STUDY_BENCHMARKS, Item, load_items
 from .config import EvalConfig
+from .errors import BadValue
 
 ITEM_COLUMNS = ["benchmark", "item", "choice", "loglik", "n_tokens", "n_chars", "gold"]
 
@@ -47,7 +48,7 @@ def default_max_length(model) -> int:
     for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
         if getattr(model.config, attr, None):
             return int(getattr(model.config, attr))
-    raise ValueError(f"{type(model).__name__}'s config names no context length; pass max_length explicitly")
+    raise BadValue(f"{type(model).__name__}'s config names no context length; pass max_length explicitly")
 
 
 def encode_items(tokenizer, items: Sequence[Item]) -> list[list[tuple[list[int], list[int]]]]:
@@ -57,8 +58,8 @@ def encode_items(tokenizer, items: Sequence[Item]) -> list[list[tuple[list[int],
         for context, continuation in item.requests():
             kept = context.rstrip()
             if not kept:
-                raise ValueError(f"{item.benchmark} item {item.item_id} has an empty context; every benchmark "
-                                 "prompt must have one (check its adapter)")
+                raise BadValue(f"{item.benchmark} item {item.item_id} has an empty context; every benchmark "
+                               "prompt must have one (check its adapter)")
             pairs.append((kept, context[len(kept):] + continuation))
     unique_contexts = list(dict.fromkeys(context for context, _ in pairs))
     context_ids = dict(zip(unique_contexts, _encode(tokenizer, unique_contexts), strict=True))
@@ -71,8 +72,8 @@ def encode_items(tokenizer, items: Sequence[Item]) -> list[list[tuple[list[int],
             context_enc = context_ids[context]
             continuation_enc = whole[len(context_enc):]
             if not continuation_enc:
-                raise ValueError(f"{item.benchmark} item {item.item_id}: a continuation encodes to no tokens; "
-                                 "every choice needs at least one token to be scored")
+                raise BadValue(f"{item.benchmark} item {item.item_id}: a continuation encodes to no tokens; "
+                               "every choice needs at least one token to be scored")
             choices.append((context_enc, continuation_enc))
         encoded.append(choices)
     return encoded
@@ -134,11 +135,16 @@ def _batch_tensors(rows: list[PackedItem], dtype: torch.dtype, device) -> dict[s
 
 
 @torch.inference_mode()
-def _score_rows(model, rows: list[PackedItem]) -> list[np.ndarray]:
-    """Summed continuation log-likelihood per choice, for a batch of packed rows."""
+def _score_rows(model, rows: list[PackedItem], bf16: bool = False) -> list[np.ndarray]:
+    """Summed continuation log-likelihood per choice, for a batch of packed rows.
+
+    With bf16 the decoder's matrix products run under bf16 autocast; the output head and the log-softmax
+    stay fp32 (the head of a continuation token is a small share of the work, and its rounding the largest)."""
     decoder, head = model.get_decoder(), model.get_output_embeddings()
     batch = _batch_tensors(rows, model.dtype, model.device)
-    hidden = decoder(**batch, use_cache=False).last_hidden_state
+    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+        hidden = decoder(**batch, use_cache=False).last_hidden_state
+    hidden = hidden.to(head.weight.dtype)
     row_index = torch.tensor([i for i, r in enumerate(rows) for _ in r.predict_at], device=model.device)
     col_index = torch.tensor([k for r in rows for k in r.predict_at], device=model.device)
     targets = torch.tensor([t for r in rows for t in r.targets], device=model.device)
@@ -156,17 +162,21 @@ def _check_model(model) -> None:
     # The scorer applies the output head itself, so logits must be head(last hidden state), nothing more.
     config = model.config
     if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
-        raise ValueError(f"{type(model).__name__} post-processes its logits (softcapping or scaling), which this "
-                         "scorer does not apply; score it with lm-evaluation-harness instead")
+        raise BadValue(f"{type(model).__name__} post-processes its logits (softcapping or scaling), which this "
+                       "scorer does not apply; score it with lm-evaluation-harness instead")
     if model.get_output_embeddings() is None:
-        raise ValueError(f"{type(model).__name__} has no output head; pass a causal LM (AutoModelForCausalLM)")
+        raise BadValue(f"{type(model).__name__} has no output head; pass a causal LM (AutoModelForCausalLM)")
 
 
 def score_items(model, tokenizer, items: Sequence[Item], batch_size: int = 32, max_length: int | None = None,
-                progress: bool = True) -> pd.DataFrame:
-    """Log-likelihood of every choice of every item: the tidy `items` table (one row per item and choice)."""
+                progress: bool = True, precision: str = "fp32") -> pd.DataFrame:
+    """Log-likelihood of every choice of every item: the tidy `items` table (one row per item and choice).
+
+    `precision` fp32 or bf16 (decoder under bf16 autocast, see `_score_rows`)."""
+    if precision not in ("fp32", "bf16"):
+        raise BadValue(f"precision = {precision!r}; the scorer computes in fp32 or bf16 (resolve auto first)")
     if batch_size < 1:
-        raise ValueError(f"batch_size = {batch_size}; it must be at least 1")
+        raise BadValue(f"batch_size = {batch_size}; it must be at least 1")
     _check_model(model)
     model.eval()
     max_length = max_length or default_max_length(model)
@@ -180,7 +190,7 @@ def score_items(model, tokenizer, items: Sequence[Item], batch_size: int = 32, m
     logliks: list[np.ndarray | None] = [None] * len(rows)
     for start in tqdm(range(0, len(order), batch_size), desc="scoring", unit="batch", disable=not progress):
         chunk = order[start:start + batch_size]
-        for i, ll in zip(chunk, _score_rows(model, [rows[i] for i in chunk]), strict=True):
+        for i, ll in zip(chunk, _score_rows(model, [rows[i] for i in chunk], precision == "bf16"), strict=True):
             logliks[i] = ll
     records = [
         (item.benchmark, item.item_id, choice, logliks[i][choice], min(len(encoded[i][choice][1]), max_length),
@@ -193,14 +203,20 @@ def score_items(model, tokenizer, items: Sequence[Item], batch_size: int = 32, m
 
 
 def score_checkpoint(model_dir: Path, ev: EvalConfig, seed: int = 0, progress: bool = True,
-                     items: Sequence[Item] | None = None) -> pd.DataFrame:
-    """Load a saved causal LM and its tokenizer and score `items` (default: the configured benchmarks')."""
+                     items: Sequence[Item] | None = None, precision: str | None = None) -> pd.DataFrame:
+    """Load a saved causal LM and its tokenizer and score `items` (default: the configured benchmarks').
+
+    `precision` is the resolved fp32 | bf16 (a study passes precision.eval_precision's decision); without
+    it an explicit ev.precision is used, and `auto` is bf16 on a GPU and fp32 on a CPU, the safe choice
+    when no measurement for the study's shapes stands behind it."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if precision is None:
+        precision = ev.precision if ev.precision != "auto" else ("bf16" if device == "cuda" else "fp32")
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if items is None:
         names = ev.benchmarks or STUDY_BENCHMARKS
         items = [item for name in names for item in load_items(name, ev.items_per_benchmark, seed)]
-    return score_items(model, tokenizer, items, ev.batch_size, ev.max_length, progress)
+    return score_items(model, tokenizer, items, ev.batch_size, ev.max_length, progress, precision)

@@ -20,6 +20,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from . import io
 from .config import SFTDataConfig, StudyConfig
+from .errors import BadValue
 from .hub import HubSource, load_rows
 
 IGNORE_INDEX = -100
@@ -42,7 +43,7 @@ def load_sft_examples(sd: SFTDataConfig, seed: int, *, where: str = "auto") -> l
         available = sorted(set(rows["dataset"]))
         unknown = sorted(set(sd.components) - set(available))
         if unknown:
-            raise ValueError(f"sft_data.components {unknown} are not in {sd.dataset}; available: {available}")
+            raise BadValue(f"sft_data.components {unknown} are not in {sd.dataset}; available: {available}")
         wanted = set(sd.components)
         rows = rows.filter(lambda name: name in wanted, input_columns="dataset")
     if sd.max_examples is not None and sd.max_examples < len(rows):
@@ -56,7 +57,7 @@ def load_sft_examples(sd: SFTDataConfig, seed: int, *, where: str = "auto") -> l
 def _check_conversation(messages: list[dict], index: int) -> None:
     roles = [m.get("role") for m in messages]
     if not roles or any(r not in ROLES for r in roles) or "assistant" not in roles:
-        raise ValueError(
+        raise BadValue(
             f"SFT example {index} has roles {roles}; every example needs Tulu-schema messages with roles in "
             f"{ROLES} and at least one assistant turn (check sft_data.dataset)"
         )
@@ -103,7 +104,7 @@ def _check_chat_tokens(tokenizer: PreTrainedTokenizerBase) -> None:
     markers = ["<|system|>", "<|user|>", "<|assistant|>"]
     missing = [m for m in markers if len(tokenizer.encode(m, add_special_tokens=False)) != 1]
     if tokenizer.eos_token is None or missing:
-        raise ValueError(
+        raise BadValue(
             f"the tokenizer lacks the Tulu chat tokens {missing or ['eos']}; build it with eos <|endoftext|> "
             f"and additional special tokens {markers} (see magiclib.data's tokenizer step)"
         )

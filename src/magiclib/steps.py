@@ -30,6 +30,7 @@ import pandas as pd
 
 from . import io
 from .config import StudyConfig, config_hash, to_dict
+from .errors import BadValue, MissingFile, NotReady
 
 KINDS = ("pretrain", "sft", "evaluate")
 STAGES = ("PT", "SFT")
@@ -47,9 +48,9 @@ class Step:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"unknown step kind {self.kind!r}; allowed: {KINDS}")
+            raise BadValue(f"unknown step kind {self.kind!r}; allowed: {KINDS}")
         if (self.kind == "evaluate") != (self.stage is not None) or self.stage not in (None, *STAGES):
-            raise ValueError(f"evaluate steps need stage PT or SFT, others none; got {self.kind} {self.stage}")
+            raise BadValue(f"evaluate steps need stage PT or SFT, others none; got {self.kind} {self.stage}")
 
     @property
     def label(self) -> str:
@@ -250,15 +251,15 @@ def _check_inputs(cfg: StudyConfig, results: Path, step: Step) -> None:
         data = [("evaluation items", eval_items_dir(cfg, results), eval_items_hash(cfg))]
     for name, folder, digest in data:
         if not io.is_finished(folder, digest):
-            raise RuntimeError(f"{step.kind} {step.label} needs the {name} in {folder}, which is not built; run "
-                               "`magic data` with this config and overrides (its mixtures and seeds must include "
-                               "this step's) or `magic study`")
+            raise NotReady(f"{step.kind} {step.label} needs the {name} in {folder}, which is not built; run "
+                           "`magic data` with this config and overrides (its mixtures and seeds must include "
+                           "this step's) or `magic study`")
     needed = step.needs()
     if needed is None:
         return
     if not is_done(cfg, results, needed):
-        raise RuntimeError(f"{step.kind} {step.label} needs {needed.kind} {needed.label} first; "
-                           "run `magic study` (it orders the steps) or that step")
+        raise NotReady(f"{step.kind} {step.label} needs {needed.kind} {needed.label} first; "
+                       "run `magic study` (it orders the steps) or that step")
     check_checkpoint(step_dir(cfg, results, needed) / "model",
                      f"delete {step_dir(cfg, results, needed)} and rerun `magic study` to redo that step")
 
@@ -272,18 +273,18 @@ def check_checkpoint(folder: Path, fix: str) -> None:
 
     weights = sorted(folder.rglob("*.safetensors"))
     if not weights:
-        raise FileNotFoundError(f"no model weights (*.safetensors) in {folder}; {fix}")
+        raise MissingFile(f"no model weights (*.safetensors) in {folder}; {fix}")
     for path in weights:
         try:
             with safe_open(path, "pt") as handle:
                 handle.keys()
         except (SafetensorError, OSError) as err:
-            raise ValueError(f"{path} is truncated or corrupt ({err}); {fix}") from None
+            raise BadValue(f"{path} is truncated or corrupt ({err}); {fix}") from None
     for path in folder.rglob("*.pt"):  # torch.save writes a zip archive: a cut one has no central directory
         try:
             zipfile.ZipFile(path).close()
         except (zipfile.BadZipFile, OSError) as err:
-            raise ValueError(f"{path} is truncated or corrupt ({err}); {fix}") from None
+            raise BadValue(f"{path} is truncated or corrupt ({err}); {fix}") from None
 
 
 def _write_eval_items(cfg: StudyConfig, out: Path) -> dict:
@@ -304,15 +305,19 @@ def eval_items(cfg: StudyConfig, results: Path) -> list:
 
 
 def _evaluate(cfg: StudyConfig, results: Path, step: Step, out: Path) -> dict:
-    from . import metrics, scorer
+    import torch
+
+    from . import metrics, precision, scorer
 
     checkpoint = step_dir(cfg, results, step.needs()) / "model"
-    items = scorer.score_checkpoint(checkpoint, cfg.eval, items=eval_items(cfg, results))
+    computed_in = precision.eval_precision(cfg, cuda=torch.cuda.is_available())
+    items = scorer.score_checkpoint(checkpoint, cfg.eval, items=eval_items(cfg, results), precision=computed_in)
     io.write_parquet(out / "items.parquet", items)
     scores = metrics.score_table(items)
     io.write_parquet(out / "scores.parquet", scores)
     return {"items": int(items["item"].nunique()), "benchmarks": int(scores.shape[0]),
-            "mean_accuracy": float(scores["accuracy"].mean())}
+            "mean_accuracy": float(scores["accuracy"].mean()), "precision": computed_in,
+            "cpu": precision.cpu_model()}
 
 
 def _is_rank_zero() -> bool:

@@ -12,6 +12,10 @@ A run folder holds:
     loss.parquet    step, tokens, loss, lr, tokens_per_s, mfu, elapsed_s (loss = mean over the log interval)
     checkpoint/     model/ + trainer.pt (optimizer, step, tokens, log, RNG), every checkpoint_every steps,
                     replaced atomically; a rerun resumes from it; removed once the run has finished
+
+A stop signal (SIGUSR2: Slurm's warning before the time limit; SIGTERM: scancel, requeue, preemption) lets the
+step in progress finish, writes a checkpoint there and stops with `TrainingInterrupted`; a rerun resumes from it
+and ends with exactly the numbers of an unbroken run.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import functools
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +49,7 @@ from transformers.utils import logging as hf_logging
 
 from . import io
 from .config import ModelConfig, ScaleConfig, TrainConfig, to_dict
+from .errors import BadValue, UserError
 from .model import build_model, count_parameters, flops_per_token
 
 IGNORE_INDEX = -100
@@ -59,8 +66,17 @@ RESUME_NEUTRAL_FIELDS = ("log_every", "checkpoint_every", "threads")
 LOG_COLUMNS = ["step", "tokens", "loss", "lr", "tokens_per_s", "mfu", "elapsed_s"]
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     """The loss or the gradient became NaN/inf or exploded; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(UserError, RuntimeError):
+    """A stop signal arrived; the loop wrote a checkpoint at the end of its step, and a rerun resumes there."""
+
+
+# Signals that ask a run to checkpoint and stop: Slurm's warning before the time limit (sbatch --signal=USR2@s)
+# and the SIGTERM that scancel, requeue and preemption send before they kill.
+STOP_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
 
 
 # --- where we run ----------------------------------------------------------------------------------
@@ -171,13 +187,13 @@ class TokenWindows:
         self.tokens = np.load(tokens_path, mmap_mode="r")
         self.seq_len = seq_len
         if self.tokens.ndim != 1 or len(self) == 0:
-            raise ValueError(
+            raise BadValue(
                 f"{tokens_path} holds {self.tokens.size} tokens in shape {self.tokens.shape}; pretraining needs a "
                 f"flat array of more than seq_len + 1 = {seq_len + 1} tokens (raise data.tokens_per_mixture)"
             )
         largest = int(self.tokens.max())
         if largest >= vocab_size:
-            raise ValueError(
+            raise BadValue(
                 f"{tokens_path} has token id {largest} but the model's vocabulary is {vocab_size}; set "
                 f"model.vocab_size >= the tokenizer's size (data.vocab_size)"
             )
@@ -202,7 +218,7 @@ class SFTExamples:
     def __init__(self, parquet_path: Path, seq_len: int):
         frame = pd.read_parquet(parquet_path, columns=["input_ids", "labels"])
         if frame.empty:
-            raise ValueError(f"{parquet_path} has no examples; rebuild the SFT data (sft_data.max_examples > 0)")
+            raise BadValue(f"{parquet_path} has no examples; rebuild the SFT data (sft_data.max_examples > 0)")
         self.input_ids = [np.array(ids[: seq_len + 1], dtype=np.int64) for ids in frame["input_ids"]]
         self.labels = [np.array(lab[: seq_len + 1], dtype=np.int64) for lab in frame["labels"]]
         self.targets = np.array([int((lab[1:] != IGNORE_INDEX).sum()) for lab in self.labels])
@@ -355,7 +371,7 @@ def load_trainer_state(folder: Path, fingerprint: dict) -> dict | None:
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state["fingerprint"] != fingerprint:
-        raise ValueError(
+        raise BadValue(
             f"{folder} is a checkpoint of a different run (config or seed differ); delete that folder to "
             "start afresh, or use the config it was written with"
         )
@@ -396,6 +412,48 @@ class LossLog:
         yield
         self.start += time.perf_counter() - started
 
+    def open_interval(self) -> dict:
+        """The interval not logged yet, for a checkpoint taken between log rows (a stop signal)."""
+        return {"loss": self.loss, "steps": self.steps, "tokens": self.tokens,
+                "seconds": time.perf_counter() - self.start}
+
+    def reopen_interval(self, interval: dict) -> None:
+        """Continue an interval saved by `open_interval`, so the next row is the one an unbroken run logs."""
+        self.loss, self.steps, self.tokens = interval["loss"], interval["steps"], interval["tokens"]
+        self.start = time.perf_counter() - interval["seconds"]
+
+
+class StopRequest:
+    """Notes a stop signal while training; the loop acts on it at the end of a step (never mid-step).
+
+    Handlers are installed only in the main thread (Python allows no other) and the previous ones come back
+    on exit. Under torchrun every rank must stop at the same step, so the ranks agree on it each step.
+    """
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._note) for sig in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _note(self, signum: int, frame) -> None:
+        self.signum = signum
+
+    def requested(self, rt: Runtime) -> bool:
+        asked = self.signum is not None
+        if rt.world > 1:
+            flag = torch.tensor(float(asked), device=rt.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            asked = bool(flag.item())
+        return asked
+
 
 def _diverged(stage: str, step: int, loss: float, grad_norm: float, lr: float, tc: TrainConfig,
               checkpoint_dir: Path) -> TrainingDiverged:
@@ -414,7 +472,7 @@ def run_training(stage: str, model: LlamaForCausalLM, data, tokenizer, mc: Model
                  total_steps: int, out_dir: Path, seed: int, rt: Runtime, resume: dict | None) -> dict:
     """Train `model` for total_steps global batches of `data`; write model/, loss.parquet, checkpoint/."""
     if tc.batch_size % (tc.micro_batch_size * rt.world):
-        raise ValueError(
+        raise BadValue(
             f"batch_size {tc.batch_size} is not a multiple of micro_batch_size {tc.micro_batch_size} x "
             f"{rt.world} ranks; choose a micro_batch_size that divides batch_size / ranks"
         )
@@ -436,39 +494,49 @@ def run_training(stage: str, model: LlamaForCausalLM, data, tokenizer, mc: Model
     peak = peak_flops(rt.device.type, torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else "",
                       bf16) * rt.world
     log = LossLog(rows, elapsed, flops / peak)
+    if resume is not None and resume.get("interval"):
+        log.reopen_interval(resume["interval"])
     max_loss = EXPLODED_LOSS_FACTOR * math.log(mc.vocab_size)
     checkpoint_dir = out_dir / "checkpoint"
     bar = tqdm(total=total_steps, initial=step, desc=f"{stage} {out_dir.name}", unit="step",
                disable=not rt.is_main, mininterval=1.0)
     model.train()
-    while step < total_steps:
-        indices = batch_indices(step, tc.batch_size, len(data), seed)
-        lr = lr_at(step, tc, total_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss, grad_norm = accumulate_gradients(model, data, indices, tc, rt, pad_id, bf16)
-        if not math.isfinite(loss) or not math.isfinite(grad_norm) or loss > max_loss:
-            bar.close()
-            raise _diverged(stage, step + 1, loss, grad_norm, lr, tc, checkpoint_dir)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        tokens = data.n_tokens(indices)
-        tokens_seen += tokens
-        log.add(loss, tokens)
-        bar.update(1)
-        checkpoint_now = bool(tc.checkpoint_every) and step % tc.checkpoint_every == 0 and step < total_steps
-        # A checkpoint closes the log interval too, so a resumed run logs exactly what an unbroken one does.
-        if step % tc.log_every == 0 or step == total_steps or checkpoint_now:
-            row = log.close_interval(step, tokens_seen, lr)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_s']:,.0f}",
-                            mfu=f"{row['mfu']:.1%}")
-        if checkpoint_now:
-            with log.paused():  # writing is not training: keep it out of tokens/s
-                _flush_log(log.rows, out_dir, rt)
-                state = {"fingerprint": fingerprint, "step": step, "tokens_seen": tokens_seen,
-                         "elapsed_s": log.elapsed, "log": log.rows}
-                save_checkpoint(model, optimizer, state, tokenizer, checkpoint_dir, rt)
+    with StopRequest() as stop:
+        while step < total_steps:
+            indices = batch_indices(step, tc.batch_size, len(data), seed)
+            lr = lr_at(step, tc, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss, grad_norm = accumulate_gradients(model, data, indices, tc, rt, pad_id, bf16)
+            if not math.isfinite(loss) or not math.isfinite(grad_norm) or loss > max_loss:
+                bar.close()
+                raise _diverged(stage, step + 1, loss, grad_norm, lr, tc, checkpoint_dir)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens = data.n_tokens(indices)
+            tokens_seen += tokens
+            log.add(loss, tokens)
+            bar.update(1)
+            checkpoint_now = bool(tc.checkpoint_every) and step % tc.checkpoint_every == 0 and step < total_steps
+            # A checkpoint closes the log interval too, so a resumed run logs exactly what an unbroken one does.
+            if step % tc.log_every == 0 or step == total_steps or checkpoint_now:
+                row = log.close_interval(step, tokens_seen, lr)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_s']:,.0f}",
+                                mfu=f"{row['mfu']:.1%}")
+            stopping = step < total_steps and stop.requested(rt)
+            if checkpoint_now or stopping:
+                with log.paused():  # writing is not training: keep it out of tokens/s
+                    _flush_log(log.rows, out_dir, rt)
+                    state = {"fingerprint": fingerprint, "step": step, "tokens_seen": tokens_seen,
+                             "elapsed_s": log.elapsed, "log": log.rows, "interval": log.open_interval()}
+                    save_checkpoint(model, optimizer, state, tokenizer, checkpoint_dir, rt)
+            if stopping:
+                bar.close()
+                raise TrainingInterrupted(
+                    f"{stage} stopped by {signal.Signals(stop.signum or signal.SIGTERM).name} after step {step} of "
+                    f"{total_steps}; the checkpoint is in {checkpoint_dir}: rerun the step (or `magic study`) to "
+                    "resume from it")
     bar.close()
 
     save_model(model, tokenizer, out_dir / "model", rt)
@@ -538,7 +606,7 @@ def pretrain(scale: ScaleConfig, tokens_path: Path, tokenizer_dir: Path, out_dir
         data = TokenWindows(Path(tokens_path), tc.seq_len, mc.vocab_size)
         total_steps = tc.max_steps or len(data) // tc.batch_size
         if total_steps < 1:
-            raise ValueError(
+            raise BadValue(
                 f"{tokens_path} gives {len(data)} windows of {tc.seq_len} tokens, less than one batch of "
                 f"{tc.batch_size}; raise data.tokens_per_mixture or lower pretrain.batch_size / seq_len"
             )
@@ -582,7 +650,7 @@ def _load_model(folder: Path) -> LlamaForCausalLM:
 
 def _check_vocabulary(tokenizer: PreTrainedTokenizerBase, mc: ModelConfig, tokenizer_dir: Path) -> None:
     if len(tokenizer) > mc.vocab_size:
-        raise ValueError(
+        raise BadValue(
             f"the tokenizer in {tokenizer_dir} has {len(tokenizer)} tokens but model.vocab_size is "
             f"{mc.vocab_size}; set model.vocab_size >= {len(tokenizer)} (or lower data.vocab_size)"
         )
@@ -592,7 +660,7 @@ def _check_shape(model: LlamaForCausalLM, mc: ModelConfig, folder: Path) -> None
     have = (model.config.hidden_size, model.config.num_hidden_layers, model.config.vocab_size)
     want = (mc.d_model, mc.n_layers, mc.vocab_size)
     if have != want:
-        raise ValueError(
+        raise BadValue(
             f"{folder} holds a model with (d_model, n_layers, vocab_size) = {have} but the scale asks for {want}; "
             "fine-tune the pretrained checkpoint of this same scale"
         )

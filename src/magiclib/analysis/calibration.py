@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..errors import BadValue
 from .stats import correlate, mean_correlation
 from .tables import CATEGORIES, as_tuple, check_columns, mixture_matrix, select
 
@@ -144,7 +145,7 @@ def calibration_summary(
     measures = as_tuple(measures)
     unknown = [m for m in measures if m != "overconfidence" and m not in scores.columns]
     if unknown:
-        raise ValueError(
+        raise BadValue(
             f"calibration measure(s) {unknown} are not columns of the scores table; "
             f"use any of {list(CALIBRATION_MEASURES)} or another numeric column"
         )

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from ..errors import BadValue
 from .calibration import alignment, alignment_persistence
 from .effects import code_share_effects, reversal_check
 from .paper import paper_numbers
@@ -141,7 +142,7 @@ def compare_with_paper(scores: pd.DataFrame, paper: pd.DataFrame | None = None, 
     paper = paper_numbers() if paper is None else paper
     unknown = sorted(set(paper["quantity"]) - set(PROTOCOLS))
     if unknown:
-        raise ValueError(
+        raise BadValue(
             f"no protocol computes quantity(ies) {unknown}; known: {sorted(PROTOCOLS)}. "
             "Add one to comparison.PROTOCOLS or drop those rows"
         )

@@ -21,6 +21,8 @@ import math
 import numpy as np
 from scipy import stats as sps
 
+from ..errors import BadValue
+
 
 def pearson_filon_covariance(R: np.ndarray, first: tuple[int, int], second: tuple[int, int]) -> float:
     """n * cov(r_jk, r_hm) for first = (j, k), second = (h, m), from the correlation matrix R.
@@ -47,13 +49,13 @@ def pearson_filon_covariance(R: np.ndarray, first: tuple[int, int], second: tupl
 def _check(R: np.ndarray, first: tuple[int, int], second: tuple[int, int], n: int) -> np.ndarray:
     R = np.asarray(R, dtype=float)
     if R.ndim != 2 or R.shape[0] != R.shape[1] or not np.allclose(np.diag(R), 1) or not np.allclose(R, R.T):
-        raise ValueError("R must be a square, symmetric correlation matrix with ones on the diagonal")
+        raise BadValue("R must be a square, symmetric correlation matrix with ones on the diagonal")
     if len(set(first)) != 2 or len(set(second)) != 2 or set(first) == set(second):
-        raise ValueError(
+        raise BadValue(
             f"compare two different correlations, each of two different variables; got {first}, {second}"
         )
     if n <= 3:
-        raise ValueError(f"n = {n}: dependent-correlation tests need more than 3 observations")
+        raise BadValue(f"n = {n}: dependent-correlation tests need more than 3 observations")
     return R
 
 

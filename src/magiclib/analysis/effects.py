@@ -17,6 +17,7 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from tqdm.auto import tqdm
 
+from ..errors import BadValue
 from .stats import LEVEL, N_BOOT, SEED, bootstrap_indices, correlate, percentile_interval
 from .tables import CATEGORIES, check_columns, mixture_attributes, mixture_matrix, mixture_means, sort_like
 
@@ -197,7 +198,7 @@ def reversal_check(
     check_columns(means, ["web_source", "proportions"], "reversal_check")
     sources = set(means["web_source"])
     if not {treated, reference} <= sources:
-        raise ValueError(
+        raise BadValue(
             f"web sources {treated!r} and {reference!r} must both be in the table (it has "
             f"{sorted(sources)}); pass treated= and reference= from those"
         )

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
+from ..errors import BadValue
+
 # Our column suffix -> statsmodels' method name.
 ADJUSTMENTS = {"holm": "holm", "bh": "fdr_bh"}
 
@@ -29,12 +31,12 @@ def adjust_pvalues(
     separately). Missing p-values stay missing and do not count as tests.
     """
     if p_column not in table.columns:
-        raise ValueError(
+        raise BadValue(
             f"the table has no {p_column!r} column; pass p_column= the name of its p-value column"
         )
     unknown = [m for m in methods if m not in ADJUSTMENTS]
     if unknown:
-        raise ValueError(f"unknown adjustment(s) {unknown}; use any of {list(ADJUSTMENTS)}")
+        raise BadValue(f"unknown adjustment(s) {unknown}; use any of {list(ADJUSTMENTS)}")
     out = table.copy()
     p_values = out[p_column].to_numpy(dtype=float)
     families = (

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import BadValue
 from .stats import correlate
 from .tables import CATEGORIES, mixture_matrix, stage_pairs
 
@@ -27,12 +28,12 @@ TIE_RULES = ("drop", "half")
 def decision_accuracy(x, y, ties: str = "half") -> float:
     """Share of pairs (i, j) ordered the same by x and by y; ties per `ties` (see the module text)."""
     if ties not in TIE_RULES:
-        raise ValueError(
+        raise BadValue(
             f"unknown tie rule {ties!r}; use 'drop' (leave tied pairs out) or 'half' (count 1/2)"
         )
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.ndim != 1 or x.shape != y.shape or len(x) < 2:
-        raise ValueError(
+        raise BadValue(
             f"x and y must be 1-D, equally long and of length >= 2; got shapes {x.shape}, {y.shape}"
         )
     i, j = np.triu_indices(len(x), 1)
@@ -102,7 +103,7 @@ def sign_flips(
     """
     missing = [c for c in ["scale", value, "ci_low", "ci_high", *keys] if c not in table.columns]
     if missing:
-        raise ValueError(f"sign_flips needs columns {missing}; pass a table such as transfer_table(...)")
+        raise BadValue(f"sign_flips needs columns {missing}; pass a table such as transfer_table(...)")
     scales = list(pd.unique(table["scale"]))
     indexed = table.set_index(["scale", *keys])
     rows = []

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import BadValue
 from ..metrics import ECE_EQUAL_WIDTH_BINS
 from .tables import as_tuple
 
@@ -28,12 +29,12 @@ def reliability_bins(
     by = list(as_tuple(by))
     missing = [c for c in [*by, "confidence", "correct"] if c not in items.columns]
     if missing:
-        raise ValueError(
+        raise BadValue(
             f"reliability_bins needs column(s) {missing}; pass metrics.item_table(items) and `by` "
             f"columns it has ({', '.join(map(str, items.columns))})"
         )
     if n_bins < 1:
-        raise ValueError(f"n_bins must be a positive number of bins, got {n_bins}")
+        raise BadValue(f"n_bins must be a positive number of bins, got {n_bins}")
     confidence = items["confidence"].to_numpy(float)
     # (i/n, (i+1)/n] as metrics.ece_equal_width, so the diagram shows the bins ECE-15 is computed on
     bin_of = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)

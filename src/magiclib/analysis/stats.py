@@ -3,16 +3,29 @@
 The paper reports bare Pearson coefficients. With 9 mixtures a correlation needs |r| >= 0.666 to reach
 p < .05, so every coefficient here comes with:
 
-- an exact permutation p-value: all n! pairings of x with y for n <= 9 (9! = 362,880), vectorised; a fixed-
+- a permutation p-value: all n! pairings of x with y for n <= 9 (9! = 362,880), vectorised; a fixed-
   seed Monte Carlo sample of pairings above that, with scipy's (count + 1) / (R + 1) estimate. Two-sided
   p = min(1, 2 * min(p_greater, p_less)), the convention of `scipy.stats.permutation_test`, so a perfect
-  transfer (all values distinct) has p_greater = 1/9! and a two-sided p of 2/9!;
-- a percentile bootstrap interval over mixtures (pairs resampled together, fixed seed). A resample that
-  repeats one mixture only, or any resample where x or y is constant, has no correlation: it is dropped
-  and counted (`boot_degenerate`); with more than half dropped the interval is NaN. At n = 9 percentile
-  intervals are known to be too narrow (they undercover), so decisions use the exact p-value;
-- a Fisher-z interval as the textbook reference (standard errors: Pearson 1/sqrt(n-3); Spearman
-  sqrt(1.06/(n-3)) and Kendall sqrt(0.437/(n-4)), Fieller, Hartley and Pearson 1957).
+  transfer (all values distinct) has p_greater = 1/9! and a two-sided p of 2/9!. The test is exact for
+  the null of *independence* (every pairing equally likely), not for rho = 0: x and y can be uncorrelated
+  yet dependent (a shared heavy-tailed scale, say), and then its level is not guaranteed
+  (bench/analysis_intervals.py measures it);
+- an interval, `ci_low`/`ci_high`, chosen by its measured coverage at n = 9 (bench/analysis_intervals.py,
+  bench/README.md): for Pearson the Fisher-z interval tanh(atanh(r) +- z / sqrt(n - 3)), which covers
+  close to 95% for normal and for tied binomial-like scores, where the percentile bootstrap covered only
+  84-92%; for Spearman and Kendall the percentile bootstrap over mixtures, which covers at or above 95%
+  (Fisher z with Fieller's variances undercovers Kendall). `ci_method` names it. No interval covers at
+  its level under heavy tails with 9 points; the bench table says by how much;
+- `ci_reliable`, False where the interval should not be read: an observed |r| = 1 (every resample repeats
+  it and atanh(r) is infinite, so any interval would be [1, 1]; it is left undefined, NaN, and the
+  p-value is the statistic to read), or heavily tied vectors, where more than `MAX_DEGENERATE_SHARE` of
+  the bootstrap resamples have a constant x or y. Dropping those resamples conditions on the resample
+  containing the few untied values, which pushes the interval away from 0 (8 of 9 values tied: exact
+  p = 0.67 but a percentile interval of [0.08, 0.87]); with more than half dropped the interval is NaN;
+- the Fisher-z interval and the percentile bootstrap interval (`boot_low`/`boot_high`, pairs resampled
+  together, fixed seed; `boot_degenerate` resamples dropped) side by side, whichever `ci_*` is (standard
+  errors of Fisher z: Pearson 1/sqrt(n-3); Spearman sqrt(1.06/(n-3)) and Kendall sqrt(0.437/(n-4)),
+  Fieller, Hartley and Pearson 1957).
 
 Pearson, Spearman (Pearson on average ranks) and Kendall's tau-b are computed by one vectorised
 `correlation` along the last axis, so observed, bootstrap and permutation values use the same code.
@@ -28,12 +41,19 @@ import warnings
 import numpy as np
 from scipy import stats as sps
 
+from ..errors import BadValue
+
 METHODS = ("pearson", "spearman", "kendall")
 ALTERNATIVES = ("two-sided", "greater", "less")
 EXACT_MAX_N = 9  # enumerate all n! pairings up to here (9! = 362,880)
 N_PERM_MC = 99_999  # random pairings above EXACT_MAX_N
 N_BOOT = 9_999
 LEVEL = 0.95
+# Above this share of degenerate resamples (constant x or y) an interval is flagged unreliable; at n = 9 it
+# is reached when 6 of the 9 values of x or y are tied ((6/9)^9 = 2.6%; 5 tied give 0.5%).
+MAX_DEGENERATE_SHARE = 0.01
+# The interval each method reports as ci_low/ci_high (chosen by measured coverage; see the module text).
+CI_METHODS = {"pearson": "fisher-z", "spearman": "percentile bootstrap", "kendall": "percentile bootstrap"}
 SEED = 0
 # Two statistics closer than this count as equal when compared with the observed one (scipy uses a
 # relative 1e-14; ours are computed in two summation orders, so allow more).
@@ -43,20 +63,20 @@ _FISHER_VARIANCE = {"pearson": (1.0, 3), "spearman": (1.06, 3), "kendall": (0.43
 
 def check_method(method: str) -> None:
     if method not in METHODS:
-        raise ValueError(f"unknown correlation method {method!r}; use one of {list(METHODS)}")
+        raise BadValue(f"unknown correlation method {method!r}; use one of {list(METHODS)}")
 
 
 def _check_alternative(alternative: str) -> None:
     if alternative not in ALTERNATIVES:
-        raise ValueError(f"unknown alternative {alternative!r}; use one of {list(ALTERNATIVES)}")
+        raise BadValue(f"unknown alternative {alternative!r}; use one of {list(ALTERNATIVES)}")
 
 
 def _vectors(x, y) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.ndim != 1 or x.shape != y.shape:
-        raise ValueError(f"x and y must be 1-D and the same length; got shapes {x.shape} and {y.shape}")
+        raise BadValue(f"x and y must be 1-D and the same length; got shapes {x.shape} and {y.shape}")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        raise ValueError("x and y must be finite; drop or impute NaN/inf values first")
+        raise BadValue("x and y must be finite; drop or impute NaN/inf values first")
     return x, y
 
 
@@ -228,15 +248,26 @@ def bootstrap_ci(
 
 
 def fisher_ci(r: float, n: int, method: str = "pearson", level: float = LEVEL) -> tuple[float, float]:
-    """Fisher-z interval tanh(atanh(r) +- z * se); the reference interval next to the bootstrap."""
+    """Fisher-z interval tanh(atanh(r) +- z * se); NaN for |r| = 1, where atanh is infinite (see the module
+    text), and for n too small for the method's standard error."""
     check_method(method)
     factor, offset = _FISHER_VARIANCE[method]
-    if n <= offset or not np.isfinite(r):
+    if n <= offset or not np.isfinite(r) or abs(r) >= 1:
         return float("nan"), float("nan")
     half_width = sps.norm.ppf((1 + level) / 2) * math.sqrt(factor / (n - offset))
-    with np.errstate(divide="ignore"):
-        center = np.arctanh(r)
+    center = np.arctanh(r)
     return float(np.tanh(center - half_width)), float(np.tanh(center + half_width))
+
+
+def interval_reliable(estimate: float, low: float, high: float, degenerate: int, n_boot: int) -> bool:
+    """Whether an interval can be read: finite, around |estimate| < 1, from vectors not heavily tied (at
+    most MAX_DEGENERATE_SHARE of `n_boot` resamples degenerate). See the module text for why."""
+    return bool(
+        np.isfinite(low)
+        and np.isfinite(high)
+        and abs(estimate) < 1
+        and degenerate <= MAX_DEGENERATE_SHARE * n_boot
+    )
 
 
 def correlate(
@@ -250,38 +281,49 @@ def correlate(
     seed: int = SEED,
     n_perm_mc: int = N_PERM_MC,
 ) -> dict:
-    """corr(x, y) with its permutation p-value, bootstrap interval and Fisher-z interval.
+    """corr(x, y) with its permutation p-value, its interval and the two candidate intervals beside it.
 
-    The paper reported r alone; we add p, ci_low/ci_high (percentile bootstrap over mixtures) and
-    fisher_low/fisher_high. Returns a dict (one row of a results table): method, n, r, p, ci_low, ci_high,
-    fisher_low, fisher_high, boot_degenerate. With fewer than 3 points every statistic is NaN; with a
-    constant x or y, r and p are NaN.
+    The paper reported r alone. Returns a dict (one row of a results table): method, n, r, p, ci_low,
+    ci_high (the interval `CI_METHODS` names for `method`), ci_method, ci_reliable, fisher_low,
+    fisher_high, boot_low, boot_high (percentile bootstrap), boot_degenerate. With fewer than 3 points
+    every statistic is NaN; with a constant x or y, r and p are NaN; with |r| = 1 the intervals are NaN.
     """
     check_method(method)
     _check_alternative(alternative)
     x, y = _vectors(x, y)
     row = {"method": method, "n": len(x)}
+    nan = float("nan")
     if len(x) < 3:
-        nan = float("nan")
         return row | {
             "r": nan,
             "p": nan,
             "ci_low": nan,
             "ci_high": nan,
+            "ci_method": CI_METHODS[method],
+            "ci_reliable": False,
             "fisher_low": nan,
             "fisher_high": nan,
+            "boot_low": nan,
+            "boot_high": nan,
             "boot_degenerate": 0,
         }
     r = float(correlation(x, y, method))
-    low, high, dropped = bootstrap_ci(x, y, method, n_boot=n_boot, level=level, seed=seed)
+    boot_low, boot_high, dropped = bootstrap_ci(x, y, method, n_boot=n_boot, level=level, seed=seed)
+    if not abs(r) < 1:  # every resample repeats |r| = 1: [1, 1] would claim certainty
+        boot_low, boot_high = nan, nan
     fisher_low, fisher_high = fisher_ci(r, len(x), method, level)
+    low, high = (fisher_low, fisher_high) if CI_METHODS[method] == "fisher-z" else (boot_low, boot_high)
     return row | {
         "r": r,
         "p": permutation_pvalue(x, y, method, alternative, n_perm_mc=n_perm_mc, seed=seed),
         "ci_low": low,
         "ci_high": high,
+        "ci_method": CI_METHODS[method],
+        "ci_reliable": interval_reliable(r, low, high, dropped, n_boot),
         "fisher_low": fisher_low,
         "fisher_high": fisher_high,
+        "boot_low": boot_low,
+        "boot_high": boot_high,
         "boot_degenerate": dropped,
     }
 
@@ -303,13 +345,16 @@ def mean_correlation(
     The paper averaged per-benchmark r within a category. The interval resamples mixtures (the same
     resample for every row, so the dependence between benchmarks scored on the same models is kept);
     the p-value applies one pairing of mixtures to every row at once (a joint permutation test of the
-    mean). Rows whose x or y is constant are left out of the mean. Returns a dict: method, n, n_rows,
-    mean_r, p, ci_low, ci_high, boot_degenerate.
+    mean). Rows whose x or y is constant are left out of the mean. The interval is a percentile
+    bootstrap (there is no Fisher z for a mean of dependent coefficients); `ci_reliable` is False when it is
+    NaN, when the mean is +-1, or when more than MAX_DEGENERATE_SHARE of the rows' resamples are degenerate
+    (heavily tied rows; see the module text). Returns a dict: method, n, n_rows, mean_r, p, ci_low,
+    ci_high, ci_method, ci_reliable, boot_degenerate (resamples where every row was degenerate).
     """
     check_method(method)
     xs, ys = np.atleast_2d(np.asarray(xs, dtype=float)), np.atleast_2d(np.asarray(ys, dtype=float))
     if xs.shape != ys.shape:
-        raise ValueError(
+        raise BadValue(
             f"xs and ys must have the same shape (rows x mixtures); got {xs.shape} and {ys.shape}"
         )
     n = xs.shape[1]
@@ -317,16 +362,30 @@ def mean_correlation(
     rs = correlation(xs, ys, method)
     if n < 3 or np.isnan(rs).all():
         nan = float("nan")
-        return row | {"mean_r": nan, "p": nan, "ci_low": nan, "ci_high": nan, "boot_degenerate": 0}
+        return row | {"mean_r": nan, "p": nan, "ci_low": nan, "ci_high": nan,
+                      "ci_method": "percentile bootstrap", "ci_reliable": False, "boot_degenerate": 0}
     observed = float(np.nanmean(rs))
     indices = bootstrap_indices(n, n_boot, seed)
+    valid = ~np.isnan(rs)
+    resampled = correlation(xs[valid][:, indices], ys[valid][:, indices], method)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # resamples where every row is degenerate: counted
-        boot = np.nanmean(correlation(xs[:, indices], ys[:, indices], method), axis=0)
+        boot = np.nanmean(resampled, axis=0)
     low, high, dropped = percentile_interval(boot, level)
+    if not abs(observed) < 1:  # every resample repeats it: no interval (see correlate)
+        low, high = float("nan"), float("nan")
+    degenerate_share = float(np.isnan(resampled).mean())
     p = float("nan")
     if permutation_p:
         orders, exact = pairings(n, n_perm_mc, seed)
-        valid = ~np.isnan(rs)
         p = p_from_null(permutation_null(xs[valid], ys[valid], method, orders), observed, alternative, exact)
-    return row | {"mean_r": observed, "p": p, "ci_low": low, "ci_high": high, "boot_degenerate": dropped}
+    reliable = interval_reliable(observed, low, high, round(degenerate_share * n_boot), n_boot)
+    return row | {
+        "mean_r": observed,
+        "p": p,
+        "ci_low": low,
+        "ci_high": high,
+        "ci_method": "percentile bootstrap",
+        "ci_reliable": reliable,
+        "boot_degenerate": dropped,
+    }

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import BadValue
+
 # The study's 20 benchmarks and their categories (see ../shared/DESIGN.md).
 BENCHMARKS = {
     **dict.fromkeys(
@@ -95,7 +97,7 @@ def plant_sft(
     E.g. from_pt=lambda pt: 0.5 * pt + 0.3 plants a perfect transfer, lambda pt: 1 - pt a perfect reversal.
     """
     if benchmark not in set(scores["benchmark"]):
-        raise ValueError(
+        raise BadValue(
             f"benchmark {benchmark!r} is not in the table; pick one of {sorted(set(scores['benchmark']))}"
         )
     scores = scores.copy()

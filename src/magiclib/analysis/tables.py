@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import BadType, BadValue
+
 CATEGORIES = ("commonsense", "science", "nli", "semantic")
 METRICS = ("accuracy", "confidence", "gold_prob")
 STAGES = ("PT", "SFT")
@@ -35,10 +37,10 @@ def as_tuple(value: str | Sequence[str]) -> tuple[str, ...]:
 def check_columns(scores: pd.DataFrame, columns: Sequence[str], purpose: str) -> None:
     """Raise a clear error when the scores table lacks columns that `purpose` needs."""
     if not isinstance(scores, pd.DataFrame):
-        raise TypeError(f"{purpose} needs a pandas DataFrame of scores, got {type(scores).__name__}")
+        raise BadType(f"{purpose} needs a pandas DataFrame of scores, got {type(scores).__name__}")
     missing = [c for c in columns if c not in scores.columns]
     if missing:
-        raise ValueError(
+        raise BadValue(
             f"{purpose}: the scores table lacks column(s) {missing}; it needs {list(columns)} "
             "(one row per mixture, scale, stage, seed and benchmark, as `magic` writes to scores.parquet)"
         )
@@ -47,17 +49,17 @@ def check_columns(scores: pd.DataFrame, columns: Sequence[str], purpose: str) ->
 def check_metric(scores: pd.DataFrame, metric: str) -> None:
     """A metric must be a numeric column without missing values."""
     if metric not in scores.columns:
-        raise ValueError(
+        raise BadValue(
             f"metric {metric!r} is not a column of the scores table; use one of {list(METRICS)} "
             f"or another numeric column ({', '.join(map(str, scores.columns))})"
         )
     if not pd.api.types.is_numeric_dtype(scores[metric]):
-        raise ValueError(
+        raise BadValue(
             f"metric {metric!r} is not numeric (dtype {scores[metric].dtype}); pick a numeric column"
         )
     if scores[metric].isna().any():
         bad = scores.loc[scores[metric].isna(), KEYS + ["mixture"]].head(3).to_dict("records")
-        raise ValueError(
+        raise BadValue(
             f"metric {metric!r} has missing values, e.g. {bad}; drop or rescore those rows first"
         )
 
@@ -134,7 +136,7 @@ def mixture_matrix(scores: pd.DataFrame, metric: str, categories: Sequence[str] 
     holes = holes[holes]
     if len(holes):
         examples = [dict(zip(KEYS + ["mixture"], key, strict=True)) for key in holes.index[:3]]
-        raise ValueError(
+        raise BadValue(
             f"the scores table has no {metric!r} for {len(holes)} (scale, stage, benchmark, mixture) "
             "cell(s), "
             f"e.g. {examples}; every benchmark needs all {wide.shape[1]} mixtures at each scale and stage. "
@@ -150,7 +152,7 @@ def mixture_attributes(scores: pd.DataFrame) -> pd.DataFrame:
     attributes = scores[["mixture"] + MIXTURE_COLUMNS].drop_duplicates().set_index("mixture").sort_index()
     if attributes.index.duplicated().any():
         clash = attributes.index[attributes.index.duplicated()][0]
-        raise ValueError(
+        raise BadValue(
             f"mixture {clash!r} has more than one web_source/proportions/code_share; fix the table"
         )
     return attributes
@@ -171,7 +173,7 @@ def stage_pairs(matrix: pd.DataFrame) -> Iterator[tuple[str, str, str, np.ndarra
     """(scale, category, benchmark, PT vector, SFT vector) for every benchmark scored at both stages."""
     stages = set(matrix.index.get_level_values("stage"))
     if not {"PT", "SFT"} <= stages:
-        raise ValueError(
+        raise BadValue(
             f"cross-stage protocols need both PT and SFT rows; the table has stages {sorted(stages)}. "
             "Score the SFT checkpoints (or the PT ones) first"
         )

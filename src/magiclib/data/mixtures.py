@@ -20,6 +20,7 @@ from transformers import AutoTokenizer
 
 from .. import io
 from ..config import ConfigError, StudyConfig
+from ..errors import BadValue
 from .pools import read_pool
 
 FIRST_BATCH = 16  # documents tokenized before the pool's tokens per document are known
@@ -96,8 +97,8 @@ def pool_tokens(pools_dir: str, tokenizer_dir: str, pool: str) -> PoolTokens:
     which is safe because the runner names data folders by the hash of what they hold."""
     texts = read_pool(Path(pools_dir), pool)["text"].tolist()
     if not texts:
-        raise ValueError(f"pool {pool!r} in {pools_dir} has no documents left after filtering; "
-                         "raise data.docs_per_pool or lower the filters' keep fractions")
+        raise BadValue(f"pool {pool!r} in {pools_dir} has no documents left after filtering; "
+                       "raise data.docs_per_pool or lower the filters' keep fractions")
     return PoolTokens(texts, _tokenizer(tokenizer_dir))
 
 

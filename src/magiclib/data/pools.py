@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .. import io
 from ..config import POOLS, StudyConfig
+from ..errors import MissingFile
 from ..hub import load_rows
 from . import classifier, decontam, dedup, filters, sources
 from .text import approx_tokens
@@ -122,8 +123,8 @@ def read_pool(pools_dir: Path, name: str) -> pd.DataFrame:
     path = Path(pools_dir) / POOLS_SUBDIR / f"{name}.parquet"
     if not path.exists():
         have = sorted(p.stem for p in path.parent.glob("*.parquet"))
-        raise FileNotFoundError(f"pool {name!r} not found at {path} (prepared pools: {have}); run "
-                                "prepare_pools (`magic data`) with a config that uses this pool")
+        raise MissingFile(f"pool {name!r} not found at {path} (prepared pools: {have}); run "
+                          "prepare_pools (`magic data`) with a config that uses this pool")
     return pd.read_parquet(path)
 
 

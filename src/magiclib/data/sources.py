@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import paths
+from ..errors import BadValue, UnknownName
 from ..hub import HubSource, load_rows
 
 MIRROR_TEXT_FIELD = "text"  # mirror rows are {"id", "text", "source"}
@@ -68,8 +69,8 @@ SFT_SOURCE = HubSource("allenai/tulu-v2-sft-mixture", None, "train", "sft/tulu-m
 
 def pool_source(name: str) -> PoolSource:
     if name not in POOL_SOURCES:
-        raise ValueError(f"unknown pool {name!r}; known pools: {sorted(POOL_SOURCES)} "
-                         "(add a PoolSource to magiclib.data.sources.POOL_SOURCES for a new one)")
+        raise BadValue(f"unknown pool {name!r}; known pools: {sorted(POOL_SOURCES)} "
+                       "(add a PoolSource to magiclib.data.sources.POOL_SOURCES for a new one)")
     return POOL_SOURCES[name]
 
 
@@ -98,8 +99,8 @@ def read_docs(source: PoolSource, where: str, n: int | None, seed: int) -> tuple
     records = []
     for i, row in enumerate(stream):
         if source.text_field not in row:
-            raise KeyError(f"{source.hub_id} rows have no {source.text_field!r} field (fields: {sorted(row)}); "
-                           "fix text_field in magiclib.data.sources")
+            raise UnknownName(f"{source.hub_id} rows have no {source.text_field!r} field (fields: {sorted(row)}); "
+                              "fix text_field in magiclib.data.sources")
         records.append({"id": str(row.get("id", f"{source.hub_id}:{i}")), "text": row[source.text_field],
                         "source": source.hub_id})
     return pd.DataFrame(records, columns=["id", "text", "source"]), None

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from .errors import BadValue
+
 CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 # The three web sources of the paper and the local stand-ins (see ../shared/DESIGN.md).
@@ -27,7 +29,7 @@ WEB_FILTERS = ("heuristic", "edu", "quality")
 POOLS = ("web", "code_python", "code_go", "wikipedia", "technical", "reference", "books")
 
 
-class ConfigError(ValueError):
+class ConfigError(BadValue):
     """A config value or key that cannot be used; the message names the key and what is allowed."""
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from .benchmarks import BENCHMARKS
+from .errors import BadValue
 
 CHOICE_COLUMNS = ["item", "choice", "loglik", "n_tokens", "n_chars", "gold"]
 CONTINUOUS_METRICS = ("gold_ll_char", "gold_ll_token", "margin_char", "gold_prob_char")
@@ -44,14 +45,14 @@ def group_keys(items: pd.DataFrame) -> list[str]:
 def _check(items: pd.DataFrame) -> None:
     missing = [c for c in ["benchmark", *CHOICE_COLUMNS] if c not in items.columns]
     if missing:
-        raise ValueError(f"the items table lacks column(s) {missing}; pass the table scorer.score_items returns "
-                         f"(columns benchmark, {', '.join(CHOICE_COLUMNS)})")
+        raise BadValue(f"the items table lacks column(s) {missing}; pass the table scorer.score_items returns "
+                       f"(columns benchmark, {', '.join(CHOICE_COLUMNS)})")
     unknown = sorted(set(items["benchmark"]) - set(BENCHMARKS))
     if unknown:
-        raise ValueError(f"unknown benchmark(s) {unknown} in the items table; known: {sorted(BENCHMARKS)}")
+        raise BadValue(f"unknown benchmark(s) {unknown} in the items table; known: {sorted(BENCHMARKS)}")
     if (items["n_chars"] <= 0).any():
-        raise ValueError("some choices have n_chars <= 0, so acc_norm (log-likelihood per character) is undefined; "
-                         "rescore them: every choice needs a non-empty text")
+        raise BadValue("some choices have n_chars <= 0, so acc_norm (log-likelihood per character) is undefined; "
+                       "rescore them: every choice needs a non-empty text")
 
 
 def _per_item(items: pd.DataFrame) -> pd.DataFrame:

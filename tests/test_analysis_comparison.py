@@ -46,10 +46,31 @@ def test_agreement_is_judged_by_sign_and_interval():
     table = compare_with_paper(scores, paper, n_boot=99)
     assert table["ours"].iloc[:2].tolist() == pytest.approx([1.0, 1.0])
     assert table["same_sign"].iloc[:2].tolist() == [True, False]
-    assert table["paper_in_ci"].iloc[:2].tolist() == [True, False]  # the interval of a perfect r is [1, 1]
+    # A perfect r has no interval ([1, 1] would claim certainty): paper_in_ci is undefined, not True.
+    assert table["paper_in_ci"].iloc[:2].isna().all() and not table["ci_reliable"].iloc[:2].any()
     assert np.isnan(table["ours"].iloc[2]) and "no matching scale" in table["note"].iloc[2]
     summary = agreement_summary(table).set_index("quantity")
-    assert summary.loc["all", ["numbers", "computed", "same_sign", "paper_in_ci"]].tolist() == [3, 2, 1, 1]
+    assert summary.loc["all", ["numbers", "computed", "same_sign", "with_ci", "paper_in_ci"]].tolist() == [
+        3, 2, 1, 0, 0]
+
+
+def test_paper_in_ci_uses_only_reliable_intervals():
+    scores = make_scores(scales={"only": 1}, benchmarks=BENCHMARKS)
+    rng = np.random.default_rng(3)
+    sft = scores["stage"] == "SFT"
+    pt = scores.loc[~sft, "accuracy"].to_numpy()
+    scores.loc[sft, "accuracy"] = pt + rng.normal(0, pt.std(), size=pt.size)  # strong, imperfect transfer
+    wic, last = scores["benchmark"] == "wic", scores["mixture"] == scores["mixture"].max()
+    scores.loc[wic & ~sft, "accuracy"] = 0.5
+    scores.loc[wic & ~sft & last, "accuracy"] = 0.6  # 8 of 9 PT mixtures tied: an unreliable interval
+    paper = _paper([
+        {"quantity": "transfer_r", "metric": "accuracy", "benchmark": "hellaswag", "value": 0.5},
+        {"quantity": "transfer_r", "metric": "accuracy", "benchmark": "wic", "value": 0.5},
+    ])
+    table = compare_with_paper(scores, paper, n_boot=199).set_index("benchmark")
+    assert table.loc["hellaswag", "ci_reliable"] and table.loc["hellaswag", "paper_in_ci"] in (True, False)
+    assert abs(table.loc["wic", "ours"]) < 1
+    assert not table.loc["wic", "ci_reliable"] and np.isnan(table.loc["wic", "paper_in_ci"])
 
 
 def test_unknown_quantities_are_named():

@@ -51,7 +51,9 @@ def test_planted_perfect_transfer_reaches_the_exact_minimum_p(method):
     assert result["p"] == pytest.approx(2 / NINE_FACTORIAL, rel=1e-12)
     assert stats.permutation_pvalue(x, 0.5 * x + 0.3, method, "greater") == pytest.approx(1 / NINE_FACTORIAL)
     assert stats.permutation_pvalue(x, -x, method, "less") == pytest.approx(1 / NINE_FACTORIAL)
-    assert (result["ci_low"], result["ci_high"]) == pytest.approx((1.0, 1.0))
+    # An interval around r = 1 would be [1, 1] (every resample repeats r, atanh(1) is infinite): undefined.
+    assert np.isnan(result["ci_low"]) and np.isnan(result["ci_high"]) and not result["ci_reliable"]
+    assert np.isnan(result["fisher_low"]) and np.isnan(result["boot_low"])
 
 
 @pytest.mark.parametrize("method", stats.METHODS)
@@ -106,6 +108,38 @@ def test_degenerate_bootstrap_resamples_are_dropped_and_counted():
     assert np.isnan(stats.percentile_interval(np.r_[np.full(6, np.nan), np.ones(4)])[0])
 
 
+def test_heavily_tied_vectors_get_an_unreliable_interval():
+    # The audit's case: 8 of 9 values tied. The exact p is 6/9, yet dropping the resamples without the
+    # untied mixture (a third of them) leaves a percentile interval that excludes 0.
+    x = np.r_[np.zeros(8), 1.0]
+    y = np.array([0.1, 0.5, 0.2, 0.9, 0.3, 0.7, 0.4, 0.8, 0.75])
+    for method in stats.METHODS:
+        result = stats.correlate(x, y, method, n_boot=999)
+        assert result["p"] == pytest.approx(6 / 9)
+        assert result["boot_low"] > 0 or method != "pearson"
+        assert not result["ci_reliable"]
+        assert result["boot_degenerate"] > stats.MAX_DEGENERATE_SHARE * 999
+    # Five tied values stay below the threshold ((5/9)^9 = 0.5% of resamples degenerate).
+    five_tied = stats.correlate(np.r_[np.zeros(5), 1.0, 2.0, 3.0, 4.0], y, n_boot=999)
+    assert five_tied["ci_reliable"]
+    mean = stats.mean_correlation(np.stack([x, y]), np.stack([y, x + y]), n_boot=999)
+    assert not mean["ci_reliable"]
+    assert stats.mean_correlation(np.stack([y, y**2]), np.stack([y**3, y]), n_boot=999)["ci_reliable"]
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_an_interval_around_a_perfect_correlation_is_undefined_not_a_point(sign):
+    x = np.r_[np.zeros(7), 1.0, 2.0]  # ties too: r = +-1 happens with tied accuracy vectors
+    for method in stats.METHODS:
+        result = stats.correlate(x, sign * x, method, n_boot=199)
+        assert result["r"] == pytest.approx(sign)
+        assert np.isnan([result["ci_low"], result["ci_high"], result["fisher_low"], result["boot_high"]]).all()
+        assert not result["ci_reliable"]
+    assert np.isnan(stats.fisher_ci(-1.0, 9)).all()
+    mean = stats.mean_correlation(np.stack([x, x + x**2]), sign * np.stack([x, x + x**2]), n_boot=199)
+    assert mean["mean_r"] == pytest.approx(sign) and np.isnan(mean["ci_low"]) and not mean["ci_reliable"]
+
+
 def test_fisher_interval_uses_the_method_standard_error():
     low, high = stats.fisher_ci(0.5, 9, "pearson")
     half = sps.norm.ppf(0.975) / math.sqrt(6)
@@ -128,10 +162,19 @@ def test_correlate_is_deterministic_and_reports_every_field():
         "p",
         "ci_low",
         "ci_high",
+        "ci_method",
+        "ci_reliable",
         "fisher_low",
         "fisher_high",
+        "boot_low",
+        "boot_high",
         "boot_degenerate",
     }
+    # Kendall reports its percentile bootstrap; Pearson its Fisher-z interval (chosen by measured coverage).
+    assert (first["ci_low"], first["ci_high"]) == (first["boot_low"], first["boot_high"])
+    pearson = stats.correlate(x, y, "pearson", n_boot=199)
+    assert (pearson["ci_low"], pearson["ci_high"]) == (pearson["fisher_low"], pearson["fisher_high"])
+    assert pearson["ci_method"] == "fisher-z" and pearson["ci_reliable"]
     assert all(np.isnan(v) for k, v in stats.correlate(x[:2], y[:2]).items() if k in ("r", "p", "ci_low"))
 
 

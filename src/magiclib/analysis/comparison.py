@@ -14,9 +14,11 @@ Two choices need stating:
   agreeing when any of its readings does would let the choice of reading manufacture agreement.
 
 Agreement is judged two ways: `same_sign` (ours has the paper's sign) and `paper_in_ci` (the paper's
-value lies inside our interval, i.e. ours cannot tell them apart). Our intervals are percentile
-bootstraps over mixtures (or benchmarks), which undercover at n = 9, so `paper_in_ci` errs towards
-"differs". Quantities without an interval (the matrix similarity) get NaN there.
+value lies inside our interval, i.e. ours cannot tell them apart). Our intervals are those of the
+protocols (Fisher z for a Pearson r, percentile bootstraps over mixtures or benchmarks for means); an
+interval its protocol flags as unreliable (`ci_reliable` False: around |r| = 1, or from heavily tied
+vectors) is not used, so `paper_in_ci` is NaN there, as it is for quantities without an interval (the
+matrix similarity).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ COLUMNS = [
     "ours",
     "ci_low",
     "ci_high",
+    "ci_reliable",
     "p",
     "same_sign",
     "paper_in_ci",
@@ -175,13 +178,15 @@ def compare_with_paper(scores: pd.DataFrame, paper: pd.DataFrame | None = None, 
                 rows.append(
                     base
                     | {k: mine[k] for k in ("reading", "ours", "ci_low", "ci_high", "p")}
+                    # protocols without the flag give intervals of differences of means, never degenerate
+                    | {"ci_reliable": bool(mine.get("ci_reliable", pd.notna(mine["ci_low"])))}
                     | {k: number[k] or mine[k] for k in ("stage", "kind")}
                     | ({"note": _join(number["note"], undefined)} if undefined else {})
                 )
     table = pd.DataFrame(rows).reindex(columns=COLUMNS)
     computed = table["ours"].notna()
     table["same_sign"] = (np.sign(table["ours"]) == np.sign(table["paper"])).where(computed)
-    has_ci = computed & table["ci_low"].notna() & table["ci_high"].notna()
+    has_ci = computed & table["ci_low"].notna() & table["ci_high"].notna() & table["ci_reliable"].eq(True)
     inside = (table["ci_low"] <= table["paper"]) & (table["paper"] <= table["ci_high"])
     table["paper_in_ci"] = inside.where(has_ci)
     return table
@@ -195,7 +200,7 @@ def agreement_summary(comparison: pd.DataFrame, by: str = "quantity") -> pd.Data
     """Per group of `by` (and overall, "all"): paper numbers, rows computed, and how many agree.
 
     Columns: the `by` key, numbers (paper values), rows (value x reading), computed (rows with ours),
-    same_sign (of those), with_ci (computed rows with an interval), paper_in_ci (of those), and the two
+    same_sign (of those), with_ci (computed rows with a reliable interval), paper_in_ci (of those), and the two
     shares same_sign / computed and paper_in_ci / with_ci.
     """
     def summarise(group: pd.DataFrame) -> dict:

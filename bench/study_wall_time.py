@@ -6,6 +6,7 @@ the stage's first start to its last end, the summed step time, and per scale the
 total wall time; and CPU seconds / (wall seconds x cores). Writes a JSON record to bench/out/.
 
     python bench/study_wall_time.py [--preset mini] [--workers 2] [--from results/mini]
+    python bench/study_wall_time.py --results /tmp/mini-bf16 train.precision=bf16 eval.precision=bf16
 """
 
 from __future__ import annotations
@@ -28,13 +29,16 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--executor", default="local", choices=["local", "inline"])
     parser.add_argument("--from", dest="existing", default=None, help="report an existing results folder's last run")
+    parser.add_argument("--results", default=None, help="a fresh results folder (default: a new temporary one)")
+    parser.add_argument("overrides", nargs="*", help="key.path=value overrides for `magic study`")
     args = parser.parse_args()
     if args.existing:
         results = Path(args.existing)
     else:
-        results = Path(tempfile.mkdtemp(prefix=f"study-{args.preset}-"))
+        results = Path(args.results) if args.results else Path(tempfile.mkdtemp(prefix=f"study-{args.preset}-"))
         command = [sys.executable, "-m", "magiclib.cli", "study", "--preset", args.preset, "--results", str(results),
                    "--executor", args.executor] + (["--workers", str(args.workers)] if args.workers else [])
+        command += args.overrides
         subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
     timings = json.loads((results / "timings.json").read_text())
     stages = pd.DataFrame(timings["stages"]).T

@@ -7,6 +7,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `auto` precision is decided by timing this machine's CPU; pinned here so no test depends on the CPU
+# (tests/test_precision.py unsets it to test the measured decision with injected timings).
+os.environ.setdefault("MAGIC_PRECISION", "fp32")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -141,7 +141,7 @@ class TrainConfig:
     epochs: float = 1.0  # SFT: passes over the SFT examples (max_steps None)
     log_every: int = 10
     checkpoint_every: int | None = None  # steps between resumable checkpoints (None: none; model/ at the end)
-    precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 autocast on GPU; on CPU where measured faster, see precision.py) | fp32 | bf16
     threads: int | None = None  # torch threads on CPU (None: all cores, or 1 per grid worker)
 
     def __post_init__(self):
@@ -181,8 +181,10 @@ class EvalConfig:
     items_per_benchmark: int | None = 100  # fixed-seed subsample (None: all items)
     batch_size: int = 32
     max_length: int | None = None  # context budget in tokens (None: the model's context)
+    precision: str = "auto"  # auto (bf16 autocast on GPU; on CPU where measured faster, see precision.py) | fp32 | bf16
 
     def __post_init__(self):
+        _check_choice("eval.precision", self.precision, ("auto", "fp32", "bf16"))
         from .benchmarks import BENCHMARKS  # the registry is the one list of names (a light import)
 
         for name in self.benchmarks or []:
@@ -264,8 +266,17 @@ def load_config(preset: str = "mini", overrides: list[str] | tuple[str, ...] = (
         raise ConfigError(f"{path}: the top level must be a mapping of config keys")
     raw.setdefault("name", path.stem)
     for item in overrides:
-        apply_override(raw, item)
+        for each in _expand_train(raw, item):
+            apply_override(raw, each)
     return from_dict(StudyConfig, raw)
+
+
+def _expand_train(raw: dict, item: str) -> list[str]:
+    """`train.key=value` sets key in both training stages of every scale (e.g. train.precision=bf16)."""
+    if not item.startswith("train."):
+        return [item]
+    return [f"scales.{scale}.{stage}.{item[len('train.'):]}" for scale in raw.get("scales") or {"base": {}}
+            for stage in ("pretrain", "sft")]
 
 
 def apply_override(raw: dict, item: str) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import io
+from . import io, precision
 from .config import StudyConfig, config_hash, to_dict
 from .errors import BadValue, MissingFile, NotReady
 
@@ -104,12 +104,16 @@ def mixture_hash(cfg: StudyConfig, mixture: str, seed: int) -> str:
 
 
 def step_hash(cfg: StudyConfig, step: Step) -> str:
+    # Each hashes the precision it computes in (precision.hashed: fp32 hashes as before precisions existed).
     scale = cfg.scale(step.scale)
     if step.kind == "pretrain":
-        return config_hash(mixture_hash(cfg, step.mixture, step.seed), scale.model, scale.pretrain, step.seed)
+        pretrain = precision.hashed(scale.pretrain, precision.train_precision(scale.pretrain, scale.model))
+        return config_hash(mixture_hash(cfg, step.mixture, step.seed), scale.model, pretrain, step.seed)
     if step.kind == "sft":
-        return config_hash(step_hash(cfg, step.needs()), sft_data_hash(cfg), scale.sft)
-    return config_hash(step_hash(cfg, step.needs()), cfg.eval, eval_items_hash(cfg))
+        sft = precision.hashed(scale.sft, precision.train_precision(scale.sft, scale.model))
+        return config_hash(step_hash(cfg, step.needs()), sft_data_hash(cfg), sft)
+    scoring = precision.hashed(cfg.eval, precision.eval_precision(cfg))
+    return config_hash(step_hash(cfg, step.needs()), scoring, eval_items_hash(cfg))
 
 
 def pools_dir(cfg: StudyConfig, results: Path) -> Path:

@@ -1,7 +1,7 @@
 """One training loop for both stages: pretraining on a mixture's tokens, SFT on the tokenized instruction mix.
 
 AdamW, linear warmup then cosine decay to lr * min_lr_ratio, gradient clipping, accumulation of micro-batches
-to the global batch, bf16 autocast on GPU and fp32 on CPU. The loop is torchrun-native: with WORLD_SIZE > 1
+to the global batch, bf16 autocast or fp32 as precision.py decides. The loop is torchrun-native: with WORLD_SIZE > 1
 it joins the process group (gloo on CPU, nccl on GPU), wraps the model in DDP (FSDP2 `fully_shard` from
 about 1B parameters), gives each rank its slice of every global batch, and lets rank 0 write.
 
@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from . import io
+from . import io, precision
 from .config import ModelConfig, ScaleConfig, TrainConfig, to_dict
 from .errors import BadValue, UserError
 from .model import build_model, count_parameters, flops_per_token
@@ -141,8 +141,9 @@ def unwrap(model: torch.nn.Module) -> LlamaForCausalLM:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def use_bf16(tc: TrainConfig, device: torch.device) -> bool:
-    return tc.precision == "bf16" or (tc.precision == "auto" and device.type == "cuda")
+def resolved_precision(tc: TrainConfig, mc: ModelConfig, device: torch.device) -> str:
+    """fp32 or bf16 (autocast) for this stage on this device: explicit, or decided by precision.py."""
+    return precision.train_precision(tc, mc, torch.get_num_threads(), cuda=device.type == "cuda")
 
 
 @functools.cache
@@ -477,7 +478,8 @@ def run_training(stage: str, model: LlamaForCausalLM, data, tokenizer, mc: Model
             f"{rt.world} ranks; choose a micro_batch_size that divides batch_size / ranks"
         )
     out_dir = Path(out_dir)
-    bf16 = use_bf16(tc, rt.device)
+    computed_in = resolved_precision(tc, mc, rt.device)
+    bf16 = computed_in == "bf16"
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model = wrap_for_parallel(model.to(rt.device), rt)
     optimizer = make_optimizer(model, tc, rt.device)
@@ -555,6 +557,8 @@ def run_training(stage: str, model: LlamaForCausalLM, data, tokenizer, mc: Model
         "params": count_parameters(mc)["total"],
         "world_size": rt.world,
         "data_epochs": step * tc.batch_size / len(data),
+        "precision": computed_in,
+        "cpu": precision.cpu_model(),
     }
 
 

@@ -45,15 +45,60 @@ def test_ranking_puts_a_planted_perfect_predictor_first():
         assert table["rank"].is_monotonic_increasing
 
 
-def test_sign_flips_between_scales():
+def _near(pt):
+    """pt plus a small deterministic wobble: r close to, but not exactly, 1 (|r| = 1 has no interval)."""
+    return pt + 0.2 * pt.std() * np.sin(np.arange(len(pt)))
+
+
+def _flipped_table(n_boot=199):
     scores = make_scores(benchmarks=BENCHMARKS)
     small = scores["scale"] == "mini-s"
-    flipped = plant_sft(scores[small], "rte", "accuracy", lambda pt: pt)
-    flipped = [flipped, plant_sft(scores[~small], "rte", "accuracy", lambda pt: -pt)]
-    table = transfer_table(pd.concat(flipped), metrics="accuracy", methods="pearson", n_boot=199)
+    flipped = plant_sft(scores[small], "rte", "accuracy", _near)
+    flipped = [flipped, plant_sft(scores[~small], "rte", "accuracy", lambda pt: -_near(pt))]
+    return transfer_table(pd.concat(flipped), metrics="accuracy", methods="pearson", n_boot=n_boot)
+
+
+def test_sign_flips_between_scales():
+    table = _flipped_table()
     flips = sign_flips(table).set_index("benchmark")
-    assert flips.loc["rte", ["r_from", "r_to"]].tolist() == pytest.approx([1.0, -1.0])
+    assert flips.loc["rte", "r_from"] > 0.9 and flips.loc["rte", "r_to"] < -0.9
     assert flips.loc["rte", "flips"] and flips.loc["rte", "confident_flip"]
     assert (flips.loc["rte", "scale_from"], flips.loc["rte", "scale_to"]) == ("mini-s", "mini-l")
     with pytest.raises(ValueError, match="sign_flips needs columns"):
         sign_flips(table.drop(columns="ci_low"))
+
+
+def test_sign_flips_never_take_the_order_of_scales_from_row_order():
+    table = _flipped_table()
+    expected = sign_flips(table)
+    reversed_rows = table.iloc[::-1].reset_index(drop=True)  # what sorting a CSV did
+    assert sign_flips(reversed_rows).set_index("benchmark").loc["rte", "scale_from"] == "mini-s"
+    again = sign_flips(reversed_rows).set_index("benchmark").loc[expected["benchmark"]].reset_index()
+    pd.testing.assert_frame_equal(again[expected.columns], expected)
+    without_sizes = reversed_rows.drop(columns="n_params")
+    with pytest.raises(ValueError, match="no n_params column.*scales="):
+        sign_flips(without_sizes)
+    explicit = sign_flips(without_sizes, scales=["mini-s", "mini-l"]).set_index("benchmark")
+    assert explicit.loc["rte", "r_from"] == pytest.approx(expected.set_index("benchmark").loc["rte", "r_from"])
+
+
+def test_a_flip_between_unreliable_intervals_is_never_confident():
+    table = _flipped_table()
+    assert sign_flips(table).set_index("benchmark").loc["rte", "confident_flip"]
+    table["ci_reliable"] = False  # e.g. heavily tied vectors, whose intervals are pushed away from 0
+    assert not sign_flips(table)["confident_flip"].any()
+
+
+def test_predictor_verdicts_use_adjusted_p_values():
+    scores = plant_sft(make_scores(benchmarks=BENCHMARKS), "sciq", "accuracy", _near)
+    ranking = predictor_ranking(scores, n_boot=199)
+    assert "p_holm" in ranking and (ranking["p_holm"] >= ranking["p"]).all()
+    expected = np.where(ranking["p_holm"] < 0.05, np.where(ranking["r"] > 0, "robust", "reversed"), "uncertain")
+    assert ranking["verdict"].tolist() == expected.tolist()
+    # A raw p just under .05 among 8 tests is not enough for a verdict after adjustment.
+    raw_only = ranking[(ranking["p"] < 0.05) & (ranking["p_holm"] >= 0.05)]
+    assert (raw_only["verdict"] == "uncertain").all()
+    bh = predictor_ranking(scores, adjust="bh", n_boot=199)
+    assert "p_bh" in bh and set(bh["verdict"]) <= {"robust", "reversed", "uncertain"}
+    with pytest.raises(ValueError, match="unknown adjustment"):
+        predictor_ranking(scores, adjust="bonferroni")

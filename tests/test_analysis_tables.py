@@ -28,6 +28,32 @@ def test_orders_follow_n_params_and_the_category_list():
     assert list(matrix.columns) == sorted(matrix.columns)
 
 
+def test_the_order_of_scales_never_comes_from_row_order():
+    scores = make_scores(scales={"big": 9_000, "small": 10}, benchmarks=BENCHMARKS)
+    assert scale_order(scores.iloc[::-1]) == ["small", "big"]  # n_params decides, whatever the row order
+    bare = scores.drop(columns="n_params")
+    with pytest.raises(ValueError, match=r"no n_params column.*pass scales=\[smallest, \.\.\., largest\]"):
+        scale_order(bare)
+    assert scale_order(bare, ["small", "big"]) == scale_order(bare.iloc[::-1], ["small", "big"]) == ["small", "big"]
+    assert scale_order(bare, ["big", "small"]) == ["big", "small"]  # explicit beats n_params, as asked
+    with pytest.raises(ValueError, match="must name each scale"):
+        scale_order(bare, ["small"])
+    assert scale_order(bare[bare["scale"] == "big"]) == ["big"]  # one scale needs no order
+    # Sorting output rows needs no order, and does not follow row order either.
+    assert scale_order(bare.iloc[::-1], required=False) == ["big", "small"]
+    assert len(mixture_matrix(bare, "accuracy")) == len(mixture_matrix(scores, "accuracy"))
+
+
+def test_category_names_must_be_the_registrys():
+    scores = make_scores(benchmarks=BENCHMARKS)
+    scores.loc[scores["category"] == "nli", "category"] = "NLI"
+    with pytest.raises(ValueError, match=r"unknown category\(ies\) \['NLI'\]; allowed.*'nli'") as error:
+        mixture_means(scores, "accuracy")
+    assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="Science"):
+        mixture_matrix(make_scores(benchmarks=BENCHMARKS), "accuracy", categories=("Science",))
+
+
 def test_scores_equal_as_fractions_stay_tied_after_seed_averaging():
     scores = make_scores(benchmarks={"rte": "nli"}, seeds=(0, 1))
     # (0.1 + 0.7) / 2 is 0.39999999999999997 in floating point, (0.3 + 0.5) / 2 is 0.4

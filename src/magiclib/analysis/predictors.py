@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BadValue
+from .multitest import adjust_pvalues
 from .stats import correlate
-from .tables import CATEGORIES, mixture_matrix, stage_pairs
+from .tables import CATEGORIES, mixture_matrix, scale_order, stage_pairs, with_scale_sizes
 
 TIE_RULES = ("drop", "half")
 
@@ -50,6 +51,9 @@ def _verdict(r: float, p: float, alpha: float) -> str:
     return "robust" if r > 0 else "reversed"
 
 
+ADJUSTMENTS = ("holm", "bh")
+
+
 def predictor_ranking(
     scores: pd.DataFrame,
     metric: str = "accuracy",
@@ -57,17 +61,22 @@ def predictor_ranking(
     ties: str = "half",
     alpha: float = 0.05,
     categories: Sequence[str] = CATEGORIES,
+    adjust: str = "holm",
     **options,
 ) -> pd.DataFrame:
     """Benchmarks ranked as predictors of their own post-SFT results, per scale.
 
-    The paper ranked benchmarks by r alone; we add the exact p, intervals, decision accuracy and a verdict.
+    The paper ranked benchmarks by r alone; we add the permutation p, intervals, decision accuracy and a
+    verdict. A table of 20 benchmarks x 2 scales is 40 tests, so the verdict uses p-values adjusted over
+    all of them (`adjust`: "holm", family-wise, or "bh", false discovery rate; `multitest.adjust_pvalues`).
 
-    Columns: scale, metric, category, benchmark, method, n, r, p, ci_low, ci_high, ..., decision_accuracy,
-    rank (1 = highest r at that scale) and verdict: "robust" (r > 0 with permutation p < alpha),
-    "reversed" (r < 0, p < alpha) or "uncertain". The verdict uses the exact p rather than the bootstrap
-    interval, which is too narrow at n = 9. `options` go to `stats.correlate`.
+    Columns: scale, n_params (when the scores have it), metric, category, benchmark, method, n, r, p,
+    ci_low, ci_high, ..., decision_accuracy, p_<adjust>, rank (1 = highest r at that scale) and verdict:
+    "robust" (r > 0 with adjusted p < alpha), "reversed" (r < 0, adjusted p < alpha) or "uncertain".
+    The verdict uses p rather than the interval. `options` go to `stats.correlate`.
     """
+    if adjust not in ADJUSTMENTS:
+        raise BadValue(f"unknown adjustment {adjust!r}; use one of {list(ADJUSTMENTS)}")
     rows = []
     for scale, category, benchmark, pt, sft in stage_pairs(mixture_matrix(scores, metric, categories)):
         row = {
@@ -78,8 +87,10 @@ def predictor_ranking(
             **correlate(pt, sft, method, **options),
             "decision_accuracy": decision_accuracy(pt, sft, ties),
         }
-        rows.append(row | {"verdict": _verdict(row["r"], row["p"], alpha)})
-    table = pd.DataFrame(rows)
+        rows.append(row)
+    table = adjust_pvalues(pd.DataFrame(rows), methods=(adjust,))
+    adjusted = f"p_{adjust}"
+    table["verdict"] = [_verdict(r, p, alpha) for r, p in zip(table["r"], table[adjusted], strict=True)]
     table.insert(
         len(table.columns) - 1,
         "rank",
@@ -87,24 +98,29 @@ def predictor_ranking(
     )
     scale_position = {s: i for i, s in enumerate(pd.unique(table["scale"]))}
     table = table.sort_values("rank", kind="stable")
-    return table.sort_values("scale", key=lambda c: c.map(scale_position), kind="stable").reset_index(
-        drop=True
-    )
+    table = table.sort_values("scale", key=lambda c: c.map(scale_position), kind="stable")
+    return with_scale_sizes(table.reset_index(drop=True), scores)
 
 
 def sign_flips(
-    table: pd.DataFrame, keys: Sequence[str] = ("metric", "method", "category", "benchmark"), value: str = "r"
+    table: pd.DataFrame,
+    keys: Sequence[str] = ("metric", "method", "category", "benchmark"),
+    value: str = "r",
+    scales: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Compare each benchmark's coefficient between consecutive scales (in the table's order of scales).
+    """Compare each benchmark's coefficient between consecutive scales, small to large.
 
-    Takes any table with a scale column, the `keys`, `value` and ci_low/ci_high (e.g. `transfer_table`).
-    Columns: keys, scale_from, scale_to, r_from, r_to, flips (the signs differ), confident_flip (both
-    intervals exclude 0, on opposite sides). The paper: WinoGrande -0.31 -> 0.32, MNLI -0.34 -> 0.53.
+    Takes any table with a scale column, the `keys`, `value` and ci_low/ci_high (e.g. `transfer_table` or
+    `predictor_ranking`, which carry n_params). The order of scales is `scales` or the table's n_params,
+    never its row order (`tables.scale_order`). Columns: keys, scale_from, scale_to, r_from, r_to, flips
+    (the signs differ), confident_flip (both intervals exclude 0, on opposite sides; only intervals the
+    table marks reliable count, `ci_reliable`, so a flip between heavily tied or |r| = 1 vectors is never
+    confident). The paper: WinoGrande -0.31 -> 0.32, MNLI -0.34 -> 0.53.
     """
     missing = [c for c in ["scale", value, "ci_low", "ci_high", *keys] if c not in table.columns]
     if missing:
         raise BadValue(f"sign_flips needs columns {missing}; pass a table such as transfer_table(...)")
-    scales = list(pd.unique(table["scale"]))
+    scales = scale_order(table, scales)
     indexed = table.set_index(["scale", *keys])
     rows = []
     for small, large in zip(scales, scales[1:], strict=False):
@@ -112,7 +128,8 @@ def sign_flips(
         for key in before.index.intersection(after.index, sort=False):
             a, b = before.loc[key], after.loc[key]
             flips = bool(np.sign(a[value]) * np.sign(b[value]) < 0)
-            confident = bool((a["ci_low"] > 0 and b["ci_high"] < 0) or (a["ci_high"] < 0 and b["ci_low"] > 0))
+            reliable = bool(a.get("ci_reliable", True)) and bool(b.get("ci_reliable", True))
+            opposite = (a["ci_low"] > 0 and b["ci_high"] < 0) or (a["ci_high"] < 0 and b["ci_low"] > 0)
             key = key if isinstance(key, tuple) else (key,)
             rows.append(
                 {
@@ -122,7 +139,7 @@ def sign_flips(
                     f"{value}_from": a[value],
                     f"{value}_to": b[value],
                     "flips": flips,
-                    "confident_flip": confident,
+                    "confident_flip": bool(reliable and opposite),
                 }
             )
     return pd.DataFrame(rows)

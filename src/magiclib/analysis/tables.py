@@ -5,9 +5,11 @@ correlates vectors of one value per mixture, so this module turns the scores tab
 long (`mixture_means`: one row per mixture) or wide (`mixture_matrix`: one row per scale, stage, category
 and benchmark, one column per mixture). With several seeds a mixture's value is its seed-mean.
 
-Orders come from the data: scales by `n_params` (small first; order of appearance without that column),
-categories by `categories` (default CATEGORIES, then any others as they appear), benchmarks by category
-and then appearance, mixtures by name.
+Orders come from the data, never from the order of rows where that would change a number: scales by
+`n_params` (small first) or by an explicit `scales=[small, ..., large]` (a table of several scales with
+neither is an error: sorting a CSV once flipped the sign of every scale difference), categories by
+`categories` (default CATEGORIES, the benchmark registry's), benchmarks by category and then appearance,
+mixtures by name. Category names must be the registry's, exactly (`NLI` is not `nli`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from ..benchmarks import CATEGORIES as _REGISTRY_CATEGORIES
 from ..errors import BadType, BadValue
 
-CATEGORIES = ("commonsense", "science", "nli", "semantic")
+CATEGORIES = tuple(_REGISTRY_CATEGORIES)  # ("commonsense", "science", "nli", "semantic")
 METRICS = ("accuracy", "confidence", "gold_prob")
 STAGES = ("PT", "SFT")
 KEYS = ["scale", "stage", "category", "benchmark"]
@@ -64,16 +67,61 @@ def check_metric(scores: pd.DataFrame, metric: str) -> None:
         )
 
 
-def scale_order(scores: pd.DataFrame) -> list[str]:
-    """Scales small to large: by n_params when the table has it, else in order of appearance."""
+def scale_order(
+    scores: pd.DataFrame, scales: Sequence[str] | None = None, *, required: bool = True
+) -> list[str]:
+    """Scales small to large: `scales` when given (it must name every scale of the table), else by n_params.
+
+    Never from the order of rows. A table of several scales with neither raises an error naming the fix;
+    `required=False` (for sorting output rows only, where no number depends on it) falls back to the
+    scale names sorted alphabetically.
+    """
+    present = list(pd.unique(scores["scale"]))
+    if scales is not None:
+        scales = list(as_tuple(scales))
+        missing, unknown = sorted(set(present) - set(scales)), sorted(set(scales) - set(present))
+        if missing or len(set(scales)) != len(scales):
+            raise BadValue(
+                f"scales={scales} must name each scale of the table once, small to large; "
+                f"the table has {present}" + (f" ({missing} missing)" if missing else "")
+            )
+        return [s for s in scales if s not in unknown]
     if "n_params" in scores.columns:
         sizes = scores.groupby("scale", sort=False)["n_params"].min()
         return list(sizes.sort_values(kind="stable").index)
-    return list(pd.unique(scores["scale"]))
+    if len(present) > 1 and required:
+        raise BadValue(
+            f"the scores table has scales {present} but no n_params column to order them; add n_params "
+            "or pass scales=[smallest, ..., largest] (row order is never used)"
+        )
+    return sorted(present)
+
+
+def with_scale_sizes(table: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """`table` with an n_params column after scale when `scores` has one, so that tables derived from it
+    (`predictors.sign_flips`) order scales by size too."""
+    if "n_params" not in scores.columns or "scale" not in table.columns or table.empty:
+        return table
+    sizes = scores.groupby("scale", sort=False)["n_params"].min()
+    out = table.copy()
+    out.insert(out.columns.get_loc("scale") + 1, "n_params", out["scale"].map(sizes))
+    return out
+
+
+def check_categories(scores: pd.DataFrame, categories: Sequence[str] = CATEGORIES) -> None:
+    """Category names, in the table and in `categories`, must be the benchmark registry's, exactly."""
+    given = list(pd.unique(scores["category"])) if "category" in scores.columns else []
+    unknown = [c for c in dict.fromkeys([*given, *as_tuple(categories)]) if c not in CATEGORIES]
+    if unknown:
+        raise BadValue(
+            f"unknown category(ies) {unknown}; allowed (case-sensitive): {list(CATEGORIES)}. "
+            "Fix the category column or the categories= argument"
+        )
 
 
 def category_order(scores: pd.DataFrame, categories: Sequence[str] = CATEGORIES) -> list[str]:
-    """The categories present: `categories` first, in that order, then any others as they appear."""
+    """The categories present, in the order of `categories` (validated against the registry)."""
+    check_categories(scores, categories)
     present = list(pd.unique(scores["category"]))
     return [c for c in categories if c in present] + [c for c in present if c not in categories]
 
@@ -87,7 +135,7 @@ def benchmark_order(scores: pd.DataFrame, categories: Sequence[str] = CATEGORIES
 
 def _sort_keys(frame: pd.DataFrame, scores: pd.DataFrame, categories: Sequence[str]) -> pd.DataFrame:
     orders = {
-        "scale": scale_order(scores),
+        "scale": scale_order(scores, required=False),
         "stage": list(STAGES) + sorted(set(scores["stage"]) - set(STAGES)),
         "category": category_order(scores, categories),
         "benchmark": benchmark_order(scores, categories),
@@ -114,6 +162,7 @@ def mixture_means(scores: pd.DataFrame, metric: str, categories: Sequence[str] =
     Carries the mixture's web_source, proportions and code_share when the table has them, and n_seeds.
     """
     check_columns(scores, KEYS + ["mixture"], "mixture_means")
+    check_categories(scores, categories)
     check_metric(scores, metric)
     keys = KEYS + ["mixture"] + [c for c in MIXTURE_COLUMNS if c in scores.columns]
     grouped = scores.groupby(keys, sort=False, dropna=False)[metric]

@@ -15,7 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .stats import METHODS, correlate, mean_correlation
-from .tables import CATEGORIES, METRICS, as_tuple, mixture_matrix, stage_pairs
+from .tables import CATEGORIES, METRICS, as_tuple, mixture_matrix, stage_pairs, with_scale_sizes
 
 ALL = "all"  # the category label of the mean over every benchmark
 
@@ -29,8 +29,9 @@ def transfer_table(
 ) -> pd.DataFrame:
     """corr(PT, SFT) across mixtures per (scale, metric, benchmark, method).
 
-    Columns: scale, metric, category, benchmark, method, n, r, p, ci_low, ci_high, fisher_low,
-    fisher_high, boot_degenerate. `options` go to `stats.correlate` (alternative, n_boot, level, seed).
+    Columns: scale, n_params (when the scores have it), metric, category, benchmark, method, n, r, p,
+    ci_low, ci_high, ci_method, ci_reliable, fisher_low, fisher_high, boot_low, boot_high, boot_degenerate
+    (see `stats.correlate`). `options` go to `stats.correlate` (alternative, n_boot, level, seed).
     """
     rows = []
     for metric in as_tuple(metrics):
@@ -46,7 +47,7 @@ def transfer_table(
                         **correlate(pt, sft, method, **options),
                     }
                 )
-    return pd.DataFrame(rows)
+    return with_scale_sizes(pd.DataFrame(rows), scores)
 
 
 def category_transfer(
@@ -60,7 +61,8 @@ def category_transfer(
 
     The paper reported these means bare. The interval resamples mixtures jointly for all benchmarks of
     the category; the p-value permutes the mixtures of SFT against PT the same way for every benchmark.
-    Columns: scale, metric, category, method, n, n_benchmarks, mean_r, p, ci_low, ci_high, boot_degenerate.
+    Columns: scale, metric, category, method, n, n_benchmarks, mean_r, p, ci_low, ci_high, ci_method,
+    ci_reliable, boot_degenerate.
     `options` go to `stats.mean_correlation`.
     """
     rows = []

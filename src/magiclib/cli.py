@@ -8,6 +8,7 @@
     magic study    --preset mini [--executor local|slurm] [--workers N] [--dry-run]
     magic scores   --preset mini                     the scores table as CSV on stdout
     magic book     --preset mini                     execute the chapters and build the HTML book
+    magic analyse  --items items.parquet [--out DIR]  noise-aware transfer tables of any per-item table (CSV)
 
 Every subcommand takes `key.path=value` overrides after its flags (e.g. `eval.items_per_benchmark=50`).
 A mistake the user can fix (a bad config, a missing mirror, a corrupt checkpoint, a full disk) ends in a
@@ -54,41 +55,79 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan (and job scripts) only")
     add("scores", "print the assembled scores table as CSV")
     add("book", "execute the chapter notebooks against the results and build the HTML book")
+    p = sub.add_parser("analyse", help="transfer tables (naive, split, corrected, mixture-component r, verdicts) "
+                       "of a per-item table; schema: magiclib.analysis.items")
+    p.add_argument("--items", required=True, help="per-item table, .parquet or .csv (one row per run, item, choice)")
+    p.add_argument("--out", default=None, help="folder for transfer.csv and planning.csv (default: beside --items)")
     return parser
+
+
+def _analyse(items: str, out: str | None) -> int:
+    from pathlib import Path
+
+    from . import io
+    from .analysis.audit import planning_table, transfer_audit
+    from .analysis.items import read_items
+
+    folder = Path(out) if out else Path(items).parent / "analysis"
+    audit = transfer_audit(read_items(items))
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, table in (("transfer", audit), ("planning", planning_table(audit))):
+        io.write_text(folder / f"{name}.csv", table.to_csv(index=False))
+        print(folder / f"{name}.csv")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "analyse":  # needs no study config
+        try:
+            return _analyse(args.items, args.out)
+        except Exception as err:
+            message = user_message(err)
+            if message is None:
+                raise
+            print(f"magic: {message}", file=sys.stderr)
+            return 1
     try:
         cfg = load_config(args.preset, args.overrides)
+        from .benchmarks import scored_benchmarks
+
+        scored_benchmarks(cfg.eval)  # benchmark names are checked where the registry lives
     except ConfigError as err:
         print(f"magic: config error: {err}", file=sys.stderr)
         return 2
     if args.command == "config":
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
-    from . import grid, steps  # imported late: `magic config` stays fast
+    from . import grid, runner, steps  # imported late: `magic config` stays fast
+    from .results import results_dir, scores_table, write_config
 
-    results = grid.results_dir(cfg, args.results)
+    results = results_dir(cfg, args.results)
     try:
         if args.command == "data":
-            print(steps.data_table(steps.run_data(cfg, results)).to_string(index=False))
+            print(runner.data_table(runner.run_data(cfg, results)).to_string(index=False))
         elif args.command in ("pretrain", "sft", "evaluate"):
             step = steps.Step(args.command, args.mixture, args.scale, args.seed if args.seed is not None
                               else cfg.seeds[0], getattr(args, "stage", None))
             if args.notebook:
-                failed = grid.run_notebook(grid.write_config(cfg, results), results, step)
+                failed = grid.run_notebook(write_config(cfg, results), results, step)
                 if failed:
                     print(f"magic: {step.kind} {step.label} failed; see {failed}", file=sys.stderr)
                     return 1
                 print(steps.step_dir(cfg, results, step))
             else:
-                print(steps.run_step(cfg, results, step))
+                print(runner.run_step(cfg, results, step))
         elif args.command == "study":
-            return grid.run_study(cfg, results, executor=args.executor, workers=args.workers,
-                                  dry_run=args.dry_run)
+            print(steps.plan_summary(cfg, results))
+            if args.executor == "slurm":
+                from . import slurm
+
+                return slurm.submit(cfg, results, write_config(cfg, results), dry_run=args.dry_run)
+            return 0 if args.dry_run else grid.run_study(cfg, results, executor=args.executor,
+                                                         workers=args.workers)
         elif args.command == "scores":
-            grid.scores_table(cfg, results).to_csv(sys.stdout, index=False)
+            scores_table(cfg, results).to_csv(sys.stdout, index=False)
         elif args.command == "book":
             from . import book
 

@@ -12,14 +12,22 @@ Every function takes a scores table (one row per mixture, scale, stage, seed and
     calibration  RQ4: r_align on both axes, alignment persistence, ECE/Brier summaries
     effects      web source and code share effects, the reversal check
     noise        between-seed vs between-mixture spread
+    items        the per-item schema (any scorer), reading parquet/CSV, per-item metric cubes
+    crossfit     item-split cross-fitting, reliability, noise ceiling, corrected r (item noise)
+    components   mixture/seed/item variance components, mixture-component r and its test (seed noise)
+    audit        per benchmark: signal above its noise floor?, then transfer; verdicts and planning
     multitest    Holm and Benjamini-Hochberg columns for any table with p-values
     paper        the paper's reported numbers, with provenance
     synthetic    a synthetic scores table with planted structure (tests, method pages)
 """
 
+from .audit import planning_table, transfer_audit
 from .calibration import alignment, alignment_by_benchmark, alignment_persistence, calibration_summary
+from .components import mixture_transfer, variance_components
+from .crossfit import crossfit
 from .dependent import steiger_z, zou_interval
 from .effects import code_share_effects, pooled_effects, reversal_check, web_source_effects
+from .items import ITEM_METRICS, per_item, read_items
 from .multitest import adjust_pvalues
 from .noise import signal_to_noise
 from .paper import paper_numbers
@@ -33,11 +41,21 @@ from .scale import (
     scale_differences,
 )
 from .stats import correlate, correlation, mean_correlation, permutation_pvalue
-from .synthetic import make_scores
+from .synthetic import item_cube, make_items, make_scores
 from .tables import CATEGORIES, METRICS, mixture_matrix, mixture_means
 from .transfer import category_transfer, transfer_table
 
 __all__ = [
+    "variance_components",
+    "transfer_audit",
+    "read_items",
+    "planning_table",
+    "per_item",
+    "mixture_transfer",
+    "make_items",
+    "item_cube",
+    "crossfit",
+    "ITEM_METRICS",
     "CATEGORIES",
     "METRICS",
     "adjust_pvalues",

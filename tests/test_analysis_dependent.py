@@ -18,7 +18,7 @@ Reference values, as checked by the R package cocor's own tests (Diedenhofen & M
 import numpy as np
 import pytest
 
-from magiclib.analysis.dependent import steiger_z, zou_interval
+from magiclib.analysis.dependent import mean_steiger_z, steiger_z, zou_interval
 
 J, K, H, M = 0, 1, 2, 3
 
@@ -75,3 +75,18 @@ def test_bad_input_gets_a_clear_error():
         steiger_z(_matrix(jk=0.3, jh=0.4, kh=0.5), (J, K), (K, J), 50)
     with pytest.raises(ValueError, match="more than 3"):
         zou_interval(_matrix(jk=0.3, jh=0.4, kh=0.5), (J, K), (J, H), 3)
+
+
+def test_mean_steiger_of_one_pair_is_steiger_and_of_twins_is_zero():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(4, 9))
+    v[1] += v[0]
+    v[3] += v[2] + v[0]
+    assert mean_steiger_z((v[0], v[1]), (v[2], v[3])) == pytest.approx(steiger_z(np.corrcoef(v), (2, 3), (0, 1), 9))
+    rows = rng.normal(size=(2, 3, 9))
+    rows[1] += rows[0]
+    other = rows + rng.normal(scale=0.5, size=rows.shape)
+    z, p = mean_steiger_z((rows[0], rows[1]), (other[0], other[1]))
+    assert np.isfinite(z) and 0 < p <= 1
+    swapped_z, _ = mean_steiger_z((other[0], other[1]), (rows[0], rows[1]))
+    assert swapped_z == pytest.approx(-z)  # the direction of the difference, not its size, flips

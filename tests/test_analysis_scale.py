@@ -13,6 +13,7 @@ from magiclib.analysis import (
     cross_benchmark_matrix,
     make_scores,
     matrix_similarity,
+    mean_steiger_z,
     scale_differences,
     steiger_z,
     transfer_table,
@@ -49,6 +50,38 @@ def test_scale_difference_matches_the_transfer_table_and_steiger():
     assert (row["steiger_z"], row["steiger_p"]) == pytest.approx((z, p))
     assert row["zou_low"] < row["difference"] < row["zou_high"]
     assert len(table) == len(BENCHMARKS)
+
+
+def test_decisions_use_steiger_not_the_bootstrap_p():
+    scores = make_scores(benchmarks=BENCHMARKS)
+    table = scale_differences(scores, "accuracy", n_boot=499)
+    assert table["p"].tolist() == pytest.approx(table["steiger_p"].tolist())
+    assert {"p_boot", "ci_reliable"} <= set(table.columns)
+    categories = category_scale_differences(scores, "accuracy", n_boot=199).set_index("category")
+    matrix = mixture_matrix(scores, "accuracy")
+    rows = [b for b, c in BENCHMARKS.items() if c == "commonsense"]
+    before, after = (
+        tuple(np.stack([select(matrix, scale=scale, stage=stage, benchmark=b).iloc[0] for b in rows])
+              for stage in ("PT", "SFT"))
+        for scale in ("mini-s", "mini-l")
+    )
+    assert categories.loc["commonsense", "p"] == pytest.approx(mean_steiger_z(before, after)[1])
+    assert np.isnan(scale_differences(scores, "accuracy", "spearman", n_boot=99)["p"]).all()
+
+
+def test_the_order_of_scales_never_comes_from_row_order():
+    scores = make_scores(benchmarks=BENCHMARKS)
+    expected = scale_differences(scores, "accuracy", n_boot=199)
+    flipped = scale_differences(scores.iloc[::-1], "accuracy", n_boot=199)  # what sorting the CSV did
+    assert flipped["scale_from"].eq("mini-s").all()
+    assert flipped.set_index("benchmark").loc[expected["benchmark"], "difference"].tolist() == pytest.approx(
+        expected["difference"].tolist())
+    bare = scores.drop(columns="n_params")
+    with pytest.raises(ValueError, match="no n_params column"):
+        category_scale_differences(bare, "accuracy", n_boot=99)
+    explicit = scale_differences(bare.iloc[::-1], "accuracy", scales=["mini-s", "mini-l"], n_boot=199)
+    assert explicit["difference"].tolist() == pytest.approx(
+        expected.set_index("benchmark").loc[explicit["benchmark"], "difference"].tolist())
 
 
 def test_identical_scales_show_no_difference():

@@ -25,7 +25,7 @@ from .audit import planning_table, transfer_audit
 from .calibration import alignment, alignment_by_benchmark, alignment_persistence, calibration_summary
 from .components import mixture_transfer, variance_components
 from .crossfit import crossfit
-from .dependent import steiger_z, zou_interval
+from .dependent import mean_steiger_z, steiger_z, zou_interval
 from .effects import code_share_effects, pooled_effects, reversal_check, web_source_effects
 from .items import ITEM_METRICS, per_item, read_items
 from .multitest import adjust_pvalues
@@ -75,6 +75,7 @@ __all__ = [
     "make_scores",
     "matrix_similarity",
     "mean_correlation",
+    "mean_steiger_z",
     "mixture_matrix",
     "mixture_means",
     "paper_numbers",

@@ -23,7 +23,7 @@ matrix similarity).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -133,11 +133,17 @@ def _our_scale(scales: list[str], rank: int) -> str | None:
     return scales[-1] if len(scales) > 1 else None
 
 
-def compare_with_paper(scores: pd.DataFrame, paper: pd.DataFrame | None = None, **options) -> pd.DataFrame:
+def compare_with_paper(
+    scores: pd.DataFrame,
+    paper: pd.DataFrame | None = None,
+    scales: Sequence[str] | None = None,
+    **options,
+) -> pd.DataFrame:
     """One row per (paper number, reading): the paper's value beside ours, with agreement columns.
 
     `number` is the paper row's index in `paper`, so the readings of one number share it. `paper`
-    defaults to `paper_numbers()`; `options` (n_boot, level, seed, ...) go to the protocols. A paper
+    defaults to `paper_numbers()`; `scales` (small to large) orders our scales where the table has no
+    n_params; `options` (n_boot, level, seed, ...) go to the protocols. A paper
     number without a counterpart (no matching scale, stage or benchmark in our table) keeps one row with
     `ours` NaN and a note saying why, as does a reading whose correlation is undefined (a constant
     vector). Columns: see COLUMNS.
@@ -149,7 +155,7 @@ def compare_with_paper(scores: pd.DataFrame, paper: pd.DataFrame | None = None, 
             f"no protocol computes quantity(ies) {unknown}; known: {sorted(PROTOCOLS)}. "
             "Add one to comparison.PROTOCOLS or drop those rows"
         )
-    scales = scale_order(scores)
+    scales = scale_order(scores, scales)  # n_params or `scales` (small to large), never row order
     rows = []
     for quantity, numbers in paper.groupby("quantity", sort=False):
         compute, keys = PROTOCOLS[quantity]

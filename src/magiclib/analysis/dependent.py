@@ -12,6 +12,12 @@ classic large-sample references, which work from the correlation matrix of the v
 
 Both cover the overlapping case (one shared variable, e.g. r_jk vs r_jh) and the non-overlapping case
 (r_jk vs r_hm), as the R package cocor does.
+
+`mean_steiger_z` extends Steiger's Z to the mean of several such differences (a category's benchmarks,
+all scored on the same mixtures): the Fisher-z differences are averaged and their variance sums the
+Pearson-Filon covariances of every pair of coefficients involved, each compared pair pooled to its mean
+under the null as Steiger does. With one pair it is Steiger's Z. Its type-I error at n = 9 is measured in
+bench/analysis_intervals.py.
 """
 
 from __future__ import annotations
@@ -85,3 +91,37 @@ def zou_interval(
     low = r1 - r2 - math.sqrt((r1 - low1) ** 2 + (high2 - r2) ** 2 - 2 * c * (r1 - low1) * (high2 - r2))
     high = r1 - r2 + math.sqrt((high1 - r1) ** 2 + (r2 - low2) ** 2 - 2 * c * (high1 - r1) * (r2 - low2))
     return float(low), float(high)
+
+
+def mean_steiger_z(before, after) -> tuple[float, float]:
+    """Z and two-sided p for H0: mean_b rho(after[b]) = mean_b rho(before[b]), on one sample of mixtures.
+
+    `before` and `after` are pairs (x, y) of arrays of shape (rows, n): row b of x is correlated with row
+    b of y at each of the two scales. Rows with a constant vector, or with |r| = 1, must be dropped first.
+    """
+    (x0, y0), (x1, y1) = (tuple(np.atleast_2d(np.asarray(a, dtype=float)) for a in pair) for pair in (before, after))
+    n_rows, n = x0.shape
+    if n <= 3:
+        raise BadValue(f"n = {n}: dependent-correlation tests need more than 3 observations")
+    R = np.corrcoef(np.vstack([x0, y0, x1, y1]))  # variables: x0 rows, y0 rows, x1 rows, y1 rows
+    rows = np.arange(n_rows)
+    pairs_before = list(zip(rows, rows + n_rows, strict=True))
+    pairs_after = list(zip(rows + 2 * n_rows, rows + 3 * n_rows, strict=True))
+    r0 = np.array([R[a, b] for a, b in pairs_before])
+    r1 = np.array([R[a, b] for a, b in pairs_after])
+    pooled = R.copy()
+    mean = (r0 + r1) / 2
+    for (a, b), (c, d), m in zip(pairs_before, pairs_after, mean, strict=True):
+        pooled[a, b] = pooled[b, a] = pooled[c, d] = pooled[d, c] = m
+    pairs = pairs_after + pairs_before
+    signs = np.r_[np.ones(n_rows), -np.ones(n_rows)] / n_rows
+    scale = np.r_[1 - mean**2, 1 - mean**2]
+    variance = sum(
+        signs[i] * signs[j] * pearson_filon_covariance(pooled, pairs[i], pairs[j]) / (scale[i] * scale[j])
+        for i in range(len(pairs))
+        for j in range(len(pairs))
+    )
+    if not variance > 0:  # a degenerate covariance (e.g. identical rows at both scales): no test
+        return float("nan"), float("nan")
+    z = np.mean(np.arctanh(r1) - np.arctanh(r0)) * math.sqrt(n - 3) / math.sqrt(variance)
+    return float(z), float(2 * sps.norm.sf(abs(z)))

@@ -67,15 +67,20 @@ def category_aggregates(
 
 
 def transfer_stability(
-    scores: pd.DataFrame, metric: str = "accuracy", method: str = "spearman", **options
+    scores: pd.DataFrame,
+    metric: str = "accuracy",
+    method: str = "spearman",
+    scales: Sequence[str] | None = None,
+    **options,
 ) -> pd.DataFrame:
     """Do benchmarks that transfer well at one scale transfer well at the next? corr across benchmarks of
     their cross-stage Pearson r, per pair of consecutive scales (benchmarks with an undefined r dropped).
 
+    Scales are ordered by n_params or `scales` (small to large), never by row order.
     Columns: metric, scale_from, scale_to, n_benchmarks, r, p, ci_low, ci_high, verdict.
     """
     transfer = transfer_table(scores, metric, "pearson", **options)
-    scales = scale_order(scores)
+    scales = scale_order(scores, scales)
     rows = []
     for small, large in zip(scales, scales[1:], strict=False):
         pair = (
@@ -145,7 +150,7 @@ def confidence_increment(
     """
     score, confidence = (mixture_matrix(scores, m, categories) for m in (metric, "confidence"))
     rows = []
-    for scale in scale_order(scores):
+    for scale in scale_order(scores, required=False):  # one fit per scale: no number depends on the order
         pt = select(score, scale=scale, stage="PT")
         sft = select(score, scale=scale, stage="SFT").reindex(pt.index)
         conf = select(confidence, scale=scale, stage="PT").reindex(pt.index)
@@ -195,6 +200,7 @@ def scale_agreement(
     metric: str = "accuracy",
     stage: str = "SFT",
     categories: Sequence[str] = CATEGORIES,
+    scales: Sequence[str] | None = None,
     **options,
 ) -> pd.DataFrame:
     """Do mixture rankings carry from one scale to the next? Per category aggregate: corr across mixtures
@@ -206,7 +212,7 @@ def scale_agreement(
     recommendation, which expects disagreement).
     """
     matrix = mixture_matrix(category_aggregates(scores, metric, categories), metric, categories)
-    scales = scale_order(scores)
+    scales = scale_order(scores, scales)  # n_params or `scales`, never row order
     rows = []
     for small, large in zip(scales, scales[1:], strict=False):
         before = select(matrix, scale=small, stage=stage)

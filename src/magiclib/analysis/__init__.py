@@ -1,10 +1,10 @@
-"""The correlation protocols behind RQ1-RQ4, with intervals and exact tests (numpy/pandas/scipy/statsmodels).
+"""The correlation protocols behind RQ1-RQ4, with intervals and permutation tests (numpy/pandas/scipy/statsmodels).
 
 Every function takes a scores table (one row per mixture, scale, stage, seed and benchmark; ours from
 `magic`, or a user's own with the same columns) and returns a tidy DataFrame a chapter can chart directly.
 
     tables       validation, orders, the seed-mean per mixture          (mixture_means, mixture_matrix)
-    stats        correlation + exact permutation p + bootstrap/Fisher CIs (correlate, mean_correlation)
+    stats        correlation + permutation p (exact for independence) + Fisher/bootstrap CIs (correlate)
     dependent    Steiger's Z and Zou's interval for dependent correlations
     transfer     RQ1: cross-stage transfer per benchmark and category
     predictors   RQ2: predictor ranking, decision accuracy, sign flips between scales

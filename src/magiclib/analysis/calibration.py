@@ -5,7 +5,7 @@ scale and stage, semantic negative), and an "alignment persistence" PT -> SFT pe
 do not say across what the correlation runs, so both readings are computed and labelled by `axis`:
 
 - axis "benchmarks": across the benchmarks of a category, each benchmark's mixture-mean accuracy against
-  its mixture-mean confidence (n = benchmarks in the category; exact permutation p, bootstrap over
+  its mixture-mean confidence (n = benchmarks in the category; permutation p, bootstrap over
   benchmarks). Reads "are the benchmarks the model is surer on the ones it gets right?";
 - axis "mixtures": per benchmark across the 9 mixtures, then averaged over the category's benchmarks
   (joint permutation p, bootstrap over mixtures). Reads "does a mixture that raises accuracy also raise

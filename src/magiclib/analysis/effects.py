@@ -31,8 +31,8 @@ def code_share_effects(
 ) -> pd.DataFrame:
     """corr(metric, code share) across the 9 mixtures per (scale, stage, benchmark).
 
-    The paper reported bare coefficients (HellaSwag -0.94 / -0.80, MNLI +0.12 -> -0.68); we add the exact
-    permutation p and intervals. Code share takes three values, so read r as a trend over 25/35/45%.
+    The paper reported bare coefficients (HellaSwag -0.94 / -0.80, MNLI +0.12 -> -0.68); we add the
+    permutation p (exact for independence) and intervals. Code share takes three values, so read r as a trend over 25/35/45%.
 
     Columns: scale, stage, category, benchmark, metric, n, r, p, ci_low, ci_high, ... (`stats.correlate`).
     """

@@ -199,7 +199,11 @@ def permutation_pvalue(
     n_perm_mc: int = N_PERM_MC,
     seed: int = SEED,
 ) -> float:
-    """Permutation p-value of corr(x, y): exact over all n! pairings for n <= 9, else Monte Carlo."""
+    """Permutation p-value of corr(x, y): all n! pairings for n <= 9, else Monte Carlo.
+
+    Exact for H0 "x and y are independent" (every pairing equally likely), not for H0 "rho = 0": with
+    uncorrelated but dependent x and y (heavy tails sharing a scale) its level can differ from alpha.
+    """
     check_method(method)
     x, y = _vectors(x, y)
     observed = float(correlation(x, y, method))

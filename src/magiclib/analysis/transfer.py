@@ -2,8 +2,9 @@
 
 The paper: r(b) = Pearson corr(score_b^PT, score_b^SFT) across the 9 mixtures, for accuracy and confidence,
 averaged per category (240M: mean accuracy r 0.49, confidence r 0.68; 1B: 0.60 and 0.39). We add
-Spearman and Kendall, the gold-answer probability, an exact permutation p-value and a bootstrap interval
-for every coefficient, and a category mean with its own interval and joint permutation p-value.
+Spearman and Kendall, the gold-answer probability, a permutation p-value (exact for the null of
+independence, not for rho = 0 under dependence; see `stats`) and an interval for every coefficient, and a
+category mean with its own interval and joint permutation p-value.
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ from transformers.utils import logging as hf_logging
 
 from . import io, precision
 from .config import ModelConfig, ScaleConfig, TrainConfig, to_dict
+from .data.shards import TokenShards
 from .errors import BadValue, UserError
 from .model import build_model, count_parameters, flops_per_token
 
@@ -185,7 +186,7 @@ class TokenWindows:
     """Pretraining examples: non-overlapping windows of seq_len + 1 tokens of a flat token array."""
 
     def __init__(self, tokens_path: Path, seq_len: int, vocab_size: int):
-        self.tokens = np.load(tokens_path, mmap_mode="r")
+        self.tokens = TokenShards(tokens_path)  # a mixture's folder of .npy shards, or one .npy file
         self.seq_len = seq_len
         if self.tokens.ndim != 1 or len(self) == 0:
             raise BadValue(

@@ -4,13 +4,19 @@ The study runner calls the four steps below; each writes into a folder the runne
 
     prepare_pools(cfg, out_dir) -> dict                     sources, filters, dedup, decontamination
     build_tokenizer(cfg, pools_dir, out_dir) -> None        byte-level BPE, or a pretrained tokenizer
-    build_mixture(cfg, mixture, pools_dir, tokenizer_dir, out_dir, seed) -> dict    tokens.npy + stats.json
+    build_mixture(cfg, mixture, pools_dir, tokenizer_dir, out_dir, seed) -> dict    tokens/*.npy + stats.json
     data_table(summaries) -> DataFrame                      the table `magic data` prints
 """
 
-from .mixtures import build_mixture
-from .pools import prepare_pools
-from .report import data_table
-from .tokenizer import build_tokenizer
+import importlib
 
-__all__ = ["build_mixture", "build_tokenizer", "data_table", "prepare_pools"]
+# Imported on first use: the training loader needs only `data.shards`, not the filters' libraries.
+_HOME = {"build_mixture": "mixtures", "build_tokenizer": "tokenizer", "data_table": "report",
+         "prepare_pools": "pools"}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)

@@ -1,0 +1,123 @@
+"""The data step's datatrove pipeline blocks, and one function that runs a pipeline in parallel tasks.
+
+Readers yield datatrove `Document`s; filters drop some; the tokenizer block writes what reaches it to a
+`TokenStore`. Every block streams: a task holds one batch of documents at a time, whatever the corpus size.
+
+    PoolRowsReader      chosen rows of a prepared pool (parquet), split over tasks in row order
+    TokenizeToStore     batch tokenisation (the study's tokenizer, eos after each document) into a store
+    run_pipeline        the blocks over `tasks` tasks: in this process for one, else datatrove's local executor
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.readers.base import BaseReader
+from datatrove.utils.tokenization import PipelineStepWithTokenizer
+
+from .shards import StorePiece
+
+TOKENIZE_BATCH = 1000  # documents per tokenizer call: enough to amortise the call, small enough to stream
+
+
+def pool_files(path: str | Path) -> list[Path]:
+    """A prepared pool: one parquet file, or a folder of them (rows numbered across files in name order)."""
+    path = Path(path)
+    return sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+
+
+def pool_rows(path: str | Path) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in pool_files(path))
+
+
+class PoolRowsReader(BaseReader):
+    """The documents at `rows` (sorted pool row numbers) of a prepared pool; task k of n reads the k-th of n
+    contiguous slices of `rows`. Only the row groups holding wanted rows are read, one at a time."""
+
+    name = "pool rows"
+
+    def __init__(self, path: str | Path, rows: np.ndarray):
+        super().__init__()
+        self.path = str(path)
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        wanted = np.array_split(self.rows, world_size)[rank]
+        first = 0
+        for file in pool_files(self.path):
+            parquet = pq.ParquetFile(file)
+            for group in range(parquet.metadata.num_row_groups):
+                size = parquet.metadata.row_group(group).num_rows
+                lo, hi = np.searchsorted(wanted, [first, first + size])
+                if hi > lo:
+                    texts = _row_group_texts(str(file), group).take(wanted[lo:hi] - first).to_pylist()
+                    for row, text in zip(wanted[lo:hi].tolist(), texts, strict=True):
+                        document = Document(text=text, id=str(row))
+                        self.update_doc_stats(document)
+                        yield document
+                first += size
+
+
+@functools.lru_cache(maxsize=2)
+def _row_group_texts(file: str, group: int) -> pa.ChunkedArray:
+    # Successive draws of a mixture, and the mixtures after it, read the same row groups again: keep the
+    # last two (a bounded amount: row groups are written at a bounded size).
+    return pq.ParquetFile(file).read_row_group(group, columns=["text"]).column("text")
+
+
+class TokenizeToStore(PipelineStepWithTokenizer):
+    """Tokenize documents (ids are pool rows) with eos appended; each task writes one `StorePiece`."""
+
+    name = "tokenize to store"
+    type = "🔢 - TOKENIZER"
+
+    def __init__(self, store_dir: str | Path, tokenizer_file: str | Path, eos_token: str, dtype: np.dtype):
+        super().__init__(str(tokenizer_file), eos_token)
+        self.store_dir = str(store_dir)
+        self.dtype = np.dtype(dtype)
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        piece = StorePiece(Path(self.store_dir), self.dtype, rank)
+        for batch in _batched(data, TOKENIZE_BATCH):
+            with self.track_time(unit="batch"):
+                encoded = self.tokenizer.encode_batch_fast([d.text for d in batch])
+                lengths = np.fromiter((len(e.ids) for e in encoded), dtype=np.int64, count=len(encoded))
+                tokens = np.fromiter(itertools.chain.from_iterable(e.ids for e in encoded), dtype=self.dtype,
+                                     count=int(lengths.sum()))
+                piece.write(np.array([int(d.id) for d in batch], dtype=np.int64), tokens, lengths)
+            self.stat_update("tokens", value=int(lengths.sum()))
+        piece.close()
+        return
+        yield  # a generator, like every block: the executor drains it
+
+
+def _batched(documents, size: int):
+    iterator = iter(documents)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def run_pipeline(blocks: list[PipelineStep], tasks: int, logging_dir: str | Path) -> None:
+    """Run `blocks` as `tasks` tasks. One task runs right here, as datatrove's executor would run it,
+    without its process pool and logs; more go to a `LocalPipelineExecutor` with one worker per task."""
+    if tasks == 1:
+        data = None
+        for block in blocks:
+            data = block(data, 0, 1)
+        if data is not None:
+            deque(data, maxlen=0)
+        return
+    from datatrove.executor import LocalPipelineExecutor
+
+    LocalPipelineExecutor(blocks, tasks=tasks, workers=tasks, logging_dir=str(logging_dir),
+                          skip_completed=False).run()

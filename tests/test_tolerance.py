@@ -32,3 +32,27 @@ def test_the_largest_difference_is_found_and_located():
 def test_missing_tables_name_the_fix(tmp_path):
     with pytest.raises(MissingFile, match="magic study"):
         tolerance.tolerance_table(tmp_path, tmp_path)
+
+
+def _study_folder(path, scores, precision):
+    import yaml
+
+    (path / "tables").mkdir(parents=True)
+    scores.to_parquet(path / "tables" / "scores.parquet")
+    stages = {"pretrain": {"precision": precision}, "sft": {"precision": precision}}
+    (path / "config.yaml").write_text(yaml.safe_dump({"scales": {"s": stages}, "eval": {"precision": precision}}))
+    return path
+
+
+def test_chapter_facts_with_and_without_a_second_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv(tolerance.COMPARE_ENV, raising=False)
+    scores = make_scores(seed=3)
+    first = _study_folder(tmp_path / "mini", scores, "fp32")
+    assert tolerance.second_folder(first) is None
+    assert "not measured" in tolerance.chapter_facts(first, None)["tolerance_summary"]
+    moved = scores.assign(accuracy=scores["accuracy"] + 0.002)
+    other = _study_folder(tmp_path / "mini-bf16", moved, "bf16")
+    assert tolerance.second_folder(first) == other
+    text = tolerance.chapter_facts(first, other)["tolerance_summary"]
+    assert "training fp32, scoring fp32" in text and "training bf16, scoring bf16" in text
+    assert "accuracy is 0.002" in text

@@ -8,6 +8,8 @@ and category) of two finished results folders, and reports the largest and the t
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -67,3 +69,54 @@ def _row(quantity: str, joined: pd.DataFrame, column: str, keys: list[str]) -> d
             "where_max": " ".join(str(worst[k]) for k in keys) if worst is not None else "",
             "value_a": float(worst[f"{column}_a"]) if worst is not None else float("nan"),
             "value_b": float(worst[f"{column}_b"]) if worst is not None else float("nan")}
+
+
+# --- for the reproducibility chapter -------------------------------------------------------------------
+
+COMPARE_ENV = "MAGIC_COMPARE_RESULTS"
+
+
+def second_folder(results: str | Path) -> Path | None:
+    """The folder to compare a study with: $MAGIC_COMPARE_RESULTS, else the sibling `<results>-bf16`; None
+    when neither holds an assembled scores table."""
+    results = Path(results)
+    for candidate in (os.environ.get(COMPARE_ENV), results.with_name(results.name + "-bf16")):
+        if candidate and (Path(candidate) / "tables" / "scores.parquet").exists():
+            return Path(candidate)
+    return None
+
+
+def precisions(results: str | Path) -> str:
+    """How a study computed: its training and scoring precisions (from its config.yaml) and its CPU."""
+    import yaml
+
+    config = yaml.safe_load((Path(results) / "config.yaml").read_text())
+    train = sorted({scale[stage].get("precision", "auto") for scale in config["scales"].values()
+                    for stage in ("pretrain", "sft")})
+    scoring = (config.get("eval") or {}).get("precision", "auto")
+    cpus = {record.get("summary", {}).get("cpu") for record in _records(results)} - {None}
+    where = f" on {', '.join(sorted(cpus))}" if cpus else ""
+    return f"training {'/'.join(train)}, scoring {scoring}{where}"
+
+
+def _records(results: str | Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted(Path(results).glob("runs/*/*/run.json"))]
+
+
+def chapter_facts(results: str | Path, other: str | Path | None) -> dict:
+    """Glue values for the chapter: the two folders, how each computed, and the largest differences; or,
+    without a second folder, a sentence saying so (the chapter runs either way)."""
+    if other is None:
+        return {"tolerance_summary": (
+            "No second results folder of this study is available to this build, so the tolerance between "
+            "two precisions or kinds of machine is not measured here. Compute one (for example "
+            "`magic study --results <results>-bf16 train.precision=bf16 eval.precision=bf16`) and rebuild, or "
+            f"set ${COMPARE_ENV} to it.")}
+    table = tolerance_table(results, other)
+    largest = dict(zip(table["quantity"].str.split(" ").str[0], table["max_abs_diff"], strict=True))
+    return {"tolerance_summary": (
+        f"This build compares `{Path(results).name}` ({precisions(results)}) with `{Path(other).name}` "
+        f"({precisions(other)}). Over {int(table['compared'].iloc[0])} (run, benchmark) cells the largest "
+        f"difference of an accuracy is {largest['accuracy']:.3f} and of a mean confidence "
+        f"{largest['confidence']:.3f}; the headline correlations (mean cross-stage r per scale, metric and "
+        f"category) differ by at most {largest['mean']:.2f}.")}

@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from magiclib import grid, steps, train
+from magiclib import runner, steps, train
 from magiclib.config import load_config
 from magiclib.model import count_parameters
+from magiclib.results import results_dir
 
 
 def unigram_entropy(tokens: np.ndarray) -> float:
@@ -42,11 +43,11 @@ def main() -> int:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     torch.set_num_threads(1)
     cfg = load_config(args.preset)
-    results = grid.results_dir(cfg, args.results)
+    results = results_dir(cfg, args.results)
     seed = cfg.seeds[0]
     tokens_path = steps.mixture_dir(cfg, results, args.mixture, seed) / "tokens.npy"
     if not tokens_path.exists():
-        steps.run_data(cfg, results)
+        runner.run_data(cfg, results)
     entropy = unigram_entropy(np.load(tokens_path))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

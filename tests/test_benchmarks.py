@@ -3,9 +3,11 @@
 import collections
 import json
 
+import pandas as pd
 import pytest
 
 from magiclib import benchmarks, paths
+from magiclib.config import ConfigError, EvalConfig
 from magiclib.hub import load_rows
 
 needs_mirror = pytest.mark.skipif(paths.find_mirror() is None, reason="needs the local data mirror")
@@ -134,3 +136,28 @@ def test_hub_only_benchmark_offline_says_how_to_fix(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="qqp has no copy in the data mirror"):
         benchmarks.load_items("qqp")
+
+
+def test_benchmark_order_groups_by_category_then_appearance_unknown_categories_last():
+    frame = pd.DataFrame({"benchmark": ["x", "wic", "piqa", "rte", "hellaswag", "wic"],
+                          "category": ["reading", "semantic", "commonsense", "nli", "commonsense", "semantic"]})
+    assert benchmarks.benchmark_order(frame) == ["piqa", "hellaswag", "rte", "wic", "x"]
+    assert benchmarks.benchmark_order(frame, ["nli", "commonsense"]) == ["rte", "piqa", "hellaswag", "x", "wic"]
+
+
+def test_scored_benchmarks_default_to_the_study_and_refuse_unknown_names():
+    assert benchmarks.scored_benchmarks(EvalConfig()) == benchmarks.STUDY_BENCHMARKS
+    assert benchmarks.scored_benchmarks(EvalConfig(benchmarks=["rte", "copa"])) == ["rte", "copa"]
+    with pytest.raises(ConfigError, match="unknown eval.benchmarks 'nope'; allowed: "):
+        benchmarks.scored_benchmarks(EvalConfig(benchmarks=["copa", "nope"]))
+
+
+@needs_mirror
+def test_scored_items_take_the_fixed_seed_sample_and_survive_a_round_trip(tmp_path):
+    ev = EvalConfig(benchmarks=["copa", "rte"], items_per_benchmark=4)
+    items = benchmarks.scored_items(ev)
+    assert items == benchmarks.load_items("copa", 4, seed=0) + benchmarks.load_items("rte", 4, seed=0)
+    benchmarks.write_items(tmp_path / "items.jsonl", items)
+    assert benchmarks.read_items(tmp_path / "items.jsonl") == items
+    everything = benchmarks.scored_items(EvalConfig(benchmarks=["copa"], items_per_benchmark=None))
+    assert len(everything) == len(benchmarks.load_items("copa"))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from magiclib import cli, steps
+from magiclib import cli, errors, runner
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,20 @@ def test_a_deliberate_error_of_a_step_exits_1_with_one_line(tmp_path, capsys):
 
 
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
-    monkeypatch.setattr(steps, "run_data", lambda cfg, results: {}["pools"])
+    monkeypatch.setattr(runner, "run_data", lambda cfg, results: {}["pools"])
     with pytest.raises(KeyError):
+        cli.main(["data", "--preset", "smoke", "--results", str(tmp_path)])
+
+
+def _raise(err):
+    raise err
+
+
+def test_the_type_not_the_traceback_decides_what_is_the_users(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runner, "run_data", lambda cfg, results: _raise(errors.MissingFile("no pools; run this")))
+    assert cli.main(["data", "--preset", "smoke", "--results", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == "magic: no pools; run this\n"
+    monkeypatch.setattr(runner, "run_data", lambda cfg, results: _raise(ValueError("a plain one is a bug")))
+    with pytest.raises(ValueError, match="a plain one is a bug"):
         cli.main(["data", "--preset", "smoke", "--results", str(tmp_path)])
 

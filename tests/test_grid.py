@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from magiclib import grid, slurm, steps
+from magiclib import results, slurm, steps
 from magiclib.config import load_config
 
 MAGIC = [sys.executable, "-m", "magiclib.cli"]
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 def test_smoke_study_completes_the_full_grid(smoke_study):
     cfg = load_config("smoke")
-    assert all(steps.is_done(cfg, smoke_study, st) for st in grid.plan(cfg))
+    assert all(steps.is_done(cfg, smoke_study, st) for st in steps.plan(cfg))
     scores = pd.read_parquet(smoke_study / "tables" / "scores.parquet")
     assert len(scores) == 9 * 2 * 2 * 20
     assert scores.groupby(["scale", "stage"]).mixture.nunique().eq(9).all()
@@ -46,7 +46,7 @@ def test_a_second_run_recomputes_nothing(smoke_study):
 
 def test_slurm_dry_run_writes_arrays_with_the_presets_resources(tmp_path, capsys):
     cfg = load_config("paper")
-    config_path = grid.write_config(cfg, tmp_path)
+    config_path = results.write_config(cfg, tmp_path)
     assert slurm.submit(cfg, tmp_path, config_path, dry_run=True) == 0
     text = (tmp_path / "slurm" / "dry_run.sh").read_text()
     arrays = slurm.arrays(cfg, tmp_path, config_path)
@@ -64,8 +64,8 @@ def test_slurm_dry_run_writes_arrays_with_the_presets_resources(tmp_path, capsys
 def test_submitit_local_executor_runs_the_same_path(tmp_path):
     cfg = load_config("smoke", ["mixtures=[V2-P1]"])
     cfg.scales = {"tiny": cfg.scales["tiny"]}  # one run of each kind is enough here
-    config_path = grid.write_config(cfg, tmp_path)
+    config_path = results.write_config(cfg, tmp_path)
     assert slurm.submit(cfg, tmp_path, config_path, cluster="local") == 0
-    for st in grid.plan(cfg):  # each run is done and keeps its executed papermill notebook as its record
+    for st in steps.plan(cfg):  # each run is done and keeps its executed papermill notebook as its record
         assert steps.is_done(cfg, tmp_path, st)
         assert (steps.step_dir(cfg, tmp_path, st) / "run.ipynb").exists()

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import vl_convert as vlc
 
-from magiclib import plots
+from magiclib import benchmarks, plots
 
 
 @pytest.fixture
@@ -66,10 +66,12 @@ def test_theme_and_category_colours_are_applied_without_changing_altair_globally
     assert alt.theme.active != plots.THEME
 
 
-def test_benchmark_order_groups_by_category_in_paper_order(by_benchmark):
-    assert plots.benchmark_order(by_benchmark) == ["piqa", "hellaswag", "arc_easy", "rte", "wic"]
+def test_bars_follow_the_benchmark_order_and_refuse_categories_without_a_colour(by_benchmark):
+    assert benchmarks.benchmark_order(by_benchmark) == ["piqa", "hellaswag", "arc_easy", "rte", "wic"]
+    assert plots.spec(plots.bar_ci(by_benchmark, "r"))["encoding"]["x"]["sort"] == benchmarks.benchmark_order(
+        by_benchmark)
     with pytest.raises(ValueError, match="unknown categories.*CATEGORY_ORDER"):
-        plots.benchmark_order(by_benchmark.assign(category="reading"))
+        plots.bar_ci(by_benchmark.assign(category="reading"), "r")
 
 
 def test_helpers_compile_to_vega(by_benchmark):

@@ -23,7 +23,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from magiclib import analysis, cli, io, paths, steps
+from magiclib import analysis, cli, io, paths, runner, steps
 from magiclib.config import CONFIGS_DIR, load_config
 from magiclib.steps import Step
 
@@ -198,7 +198,7 @@ def test_a_folder_without_its_record_is_rebuilt_from_its_partial_copy(tmp_path):
     (partial / "checkpoint").mkdir(parents=True)
     (partial / "checkpoint" / "trainer.pt").write_text("kept: the resume point")
     (partial / f".items.parquet{io.TMP_MARK}99-abcdef").write_text("half written when killed")
-    with steps._fresh_folder(folder) as out:
+    with runner.fresh_folder(folder) as out:
         assert out == partial and sorted(p.name for p in out.iterdir()) == ["checkpoint"]
         io.write_text(out / "items.parquet", "new")
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoint", "items.parquet"] and not partial.exists()

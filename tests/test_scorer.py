@@ -98,7 +98,7 @@ def test_score_checkpoint_reads_a_saved_model(model, tokenizer, items, tmp_path)
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     ev = EvalConfig(benchmarks=["copa", "wsc"], items_per_benchmark=3, batch_size=4)
-    table = scorer.score_checkpoint(tmp_path, ev, seed=0, progress=False)
+    table = scorer.score_checkpoint(tmp_path, ev, benchmarks.scored_items(ev), progress=False)
     direct = scorer.score_items(model, tokenizer, benchmarks.load_items("copa", 3) + benchmarks.load_items("wsc", 3),
                                 progress=False)
     np.testing.assert_allclose(table["loglik"], direct["loglik"], atol=1e-5, rtol=0)

@@ -1,11 +1,12 @@
 """Step hashing: a changed value reruns exactly the steps downstream of it."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from magiclib import steps
-from magiclib.config import load_config
+from magiclib.config import DataConfig, load_config
 from magiclib.steps import Step
 
 RESULTS = Path("/nonexistent")
@@ -52,3 +53,89 @@ def test_step_validation():
     with pytest.raises(ValueError, match="unknown step kind"):
         Step("finetune", "V1-P0", "tiny", 0)
     assert Step("evaluate", "V1-P0", "tiny", 0, "PT").needs() == Step("pretrain", "V1-P0", "tiny", 0)
+
+
+# --- every config field keys the steps it shapes ------------------------------------------------------
+# A field that joins no hash would let a changed value reuse stale results. These are outside every hash on
+# purpose; anything else must change the folder of at least one step.
+OUTSIDE_EVERY_HASH = {
+    "StudyConfig.name": "names the results folder, not what is computed",
+    "StudyConfig.mixtures": "chooses which steps are planned; each mixture's own steps are keyed by its name",
+    "StudyConfig.seeds": "chooses which steps are planned; each seed keys its own steps",
+    "ScaleConfig.gpus": "where a run goes on a cluster, not what it computes",
+    "DataConfig.tasks": "parallel tokenisation tasks; the tokens written do not depend on it",
+    "SlurmConfig.*": "cluster resources and throttling, not what is computed",
+}
+
+
+def _changed(value, hint: str, name: str):
+    if name == "precision":  # a choice: another valid one
+        return "bf16" if value != "bf16" else "fp32"
+    if value is None:  # a valid value of the field's type
+        return ["copa"] if "list" in hint else "changed" if "str" in hint else 7
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    if isinstance(value, str):
+        return value + "-changed"
+    if isinstance(value, list):
+        return value[:-1] if value else ["changed"]
+    raise TypeError(f"add a way to change a {type(value).__name__}")
+
+
+def _all_dirs(cfg):
+    step = Step("pretrain", "V1-P0", "tiny", 0)
+    named = {"pools": steps.pools_dir(cfg, RESULTS), "tokenizer": steps.tokenizer_dir(cfg, RESULTS),
+             "sft_data": steps.sft_data_dir(cfg, RESULTS), "eval_items": steps.eval_items_dir(cfg, RESULTS),
+             "mixture": steps.mixture_dir(cfg, RESULTS, "V1-P0", 0)}
+    for st in (step, Step("sft", "V1-P0", "tiny", 0), Step("evaluate", "V1-P0", "tiny", 0, "PT")):
+        named[st.kind] = steps.step_dir(cfg, RESULTS, st)
+    return named
+
+
+def _fields(cfg):
+    """(dotted name, owner, field name, owner's class name) for every leaf field of the config."""
+    scale = cfg.scales["tiny"]
+    owners = {"data": cfg.data, "sft_data": cfg.sft_data, "eval": cfg.eval, "scales.tiny": scale,
+              "scales.tiny.model": scale.model, "scales.tiny.pretrain": scale.pretrain,
+              "scales.tiny.sft": scale.sft, "slurm": cfg.slurm, "": cfg}
+    for where, owner in owners.items():
+        for f in dataclasses.fields(owner):
+            value = getattr(owner, f.name)
+            if dataclasses.is_dataclass(value) or isinstance(value, dict):
+                continue  # a section: its own fields are listed (web_sources/proportions are tested below)
+            yield f"{where}.{f.name}".lstrip("."), owner, f, type(owner).__name__
+
+
+def test_every_config_field_is_part_of_a_step_hash_or_listed_as_outside():
+    base = _all_dirs(load_config("smoke"))
+    for name, _, field, cls in _fields(load_config("smoke")):
+        outside = f"{cls}.{field.name}" in OUTSIDE_EVERY_HASH or f"{cls}.*" in OUTSIDE_EVERY_HASH
+        cfg = load_config("smoke")
+        target = next(o for n, o, _, _ in _fields(cfg) if n == name)
+        # set past validation: hashing reads values only
+        setattr(target, field.name, _changed(getattr(target, field.name), str(field.type), field.name))
+        moved = {kind for kind, folder in _all_dirs(cfg).items() if folder != base[kind]}
+        assert bool(moved) != outside, (
+            f"{name} changes {sorted(moved) or 'no step folder'}; put it in a step hash (see steps.py) or list "
+            "it in OUTSIDE_EVERY_HASH with the reason" if not outside else f"{name} is listed as outside every "
+            f"hash but moves {sorted(moved)}")
+
+
+def test_every_data_field_is_named_by_the_hash_of_the_data_it_shapes():
+    fields = [f.name for f in dataclasses.fields(DataConfig)]
+    claimed = steps.POOL_KEYS + steps.TOKENIZER_KEYS + steps.MIXTURE_KEYS
+    outside = [f for f in fields if f"DataConfig.{f}" in OUTSIDE_EVERY_HASH]
+    assert sorted(set(claimed) | set(outside)) == sorted(fields) and not set(claimed) & set(outside)
+    # only curated_pools is named twice: it picks the pools that are filtered and the ones a mixture samples
+    assert [k for k in set(claimed) if claimed.count(k) > 1] == ["curated_pools"]
+
+
+def test_web_sources_and_proportions_key_the_data_they_shape():
+    base = _all_dirs(load_config("smoke"))
+    web = _all_dirs(load_config("smoke", ["web_sources.V1.code_pools=[code_go]"]))
+    props = _all_dirs(load_config("smoke", ["proportions.P0.web=0.55", "proportions.P0.curated=0.2"]))
+    assert {k for k in base if base[k] != web[k]} == {"pools", "tokenizer", "sft_data", "mixture", "pretrain",
+                                                      "sft", "evaluate"}
+    assert {k for k in base if base[k] != props[k]} == {"mixture", "pretrain", "sft", "evaluate"}

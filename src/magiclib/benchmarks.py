@@ -3,7 +3,10 @@
 Each `Benchmark` names its split on the hub and in the data mirror (a `HubSource`) and holds an adapter that
 turns one hub-schema row into a prompt exactly as lm-evaluation-harness 0.4 builds it zero-shot (its
 `doc_to_text`, `doc_to_choice`, `doc_to_target` and preprocessing), so our scores mean what the field's mean.
-`load_items` reads a benchmark (all rows or a fixed-seed subsample) into `Item`s the scorer consumes.
+`load_items` reads a benchmark (all rows or a fixed-seed subsample) into `Item`s the scorer consumes;
+`scored_items` is the one place that turns an `EvalConfig` (which benchmarks, how many items each) into the
+items a study scores, and `write_items` / `read_items` keep them as jsonl. The registry also owns the
+category order and the benchmark order every table and chart uses.
 
 One deliberate deviation: lm-eval's MultiRC config lists the choices as ["... yes", "... no"] but takes the
 gold index from `label` (1 = the answer is correct), which points at "no". We keep its prompt and choices
@@ -12,15 +15,18 @@ and use the right gold (0 when the answer is correct), as lm-eval 0.3 and lighte
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from . import paths
+from . import io, paths
+from .config import ConfigError, EvalConfig
 from .errors import BadValue, MissingFile, UnknownName
 from .hub import HubSource, load_rows
 
@@ -299,9 +305,10 @@ STUDY_BENCHMARKS: list[str] = [
     "mnli", "qnli", "rte", "cb",
     "wic", "wsc", "multirc", "mrpc", "sst2",
 ]
+CATEGORY_ORDER = ("commonsense", "science", "nli", "semantic")  # the paper's order
 CATEGORIES: dict[str, list[str]] = {
     category: [name for name in STUDY_BENCHMARKS if BENCHMARKS[name].category == category]
-    for category in ("commonsense", "science", "nli", "semantic")
+    for category in CATEGORY_ORDER
 }
 
 
@@ -357,3 +364,41 @@ def _where(bench: Benchmark) -> str:
     if mirror is not None and bench.source.mirror_path is not None:
         return str(Path(mirror) / bench.source.mirror_path)
     return f"hub dataset {bench.source.hub_id} ({bench.source.hub_config or 'default'}, {bench.source.split})"
+
+
+# --- what a study scores ------------------------------------------------------------------------------
+
+
+def scored_benchmarks(ev: EvalConfig) -> list[str]:
+    """The benchmarks an evaluation config scores (default: the study's 20); unknown names are refused."""
+    for name in ev.benchmarks or []:
+        if name not in BENCHMARKS:
+            raise ConfigError(f"unknown eval.benchmarks {name!r}; allowed: {sorted(BENCHMARKS)}")
+    return list(ev.benchmarks or STUDY_BENCHMARKS)
+
+
+def scored_items(ev: EvalConfig) -> list[Item]:
+    """The items a study scores: `ev.items_per_benchmark` of each scored benchmark (all when None), drawn with
+    the fixed seed 0, so every checkpoint, seed and stage is scored on the very same questions."""
+    return [item for name in scored_benchmarks(ev) for item in load_items(name, ev.items_per_benchmark, seed=0)]
+
+
+def write_items(path: Path, items: Sequence[Item]) -> None:
+    """Keep items as jsonl, one `Item` a line (written atomically)."""
+    io.write_text(path, "".join(json.dumps(dataclasses.asdict(item)) + "\n" for item in items))
+
+
+def read_items(path: Path) -> list[Item]:
+    """The items `write_items` kept."""
+    return [Item(**json.loads(line)) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+
+
+def benchmark_order(frame, categories: Sequence[str] = CATEGORY_ORDER, *, benchmark: str = "benchmark",
+                    category: str = "category") -> list[str]:
+    """The benchmarks of a table grouped by category (`categories` first, in that order, then any others as
+    they appear), in order of first appearance within a category."""
+    pairs = frame[[benchmark, category]].drop_duplicates(benchmark)
+    present = list(dict.fromkeys(pairs[category]))
+    order = [c for c in categories if c in present] + [c for c in present if c not in categories]
+    rank = {c: i for i, c in enumerate(order)}
+    return pairs.sort_values(category, key=lambda column: column.map(rank), kind="stable")[benchmark].tolist()

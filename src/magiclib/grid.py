@@ -1,10 +1,10 @@
-"""The study grid: plan every step, run what is not finished, and assemble the results tables.
+"""Local executors: run a study's steps on this machine, resumably, as their inputs become ready.
 
-`magic study` plans mixtures x scales x seeds x (pretrain, sft, evaluate PT, evaluate SFT), prints the
-plan, runs the shared data steps, then runs each step as a papermill-executed notebook (executor
-`local`, N worker processes), in-process (`inline`, the same step functions without papermill), or as
-Slurm job arrays through submitit (`slurm`). Finished steps are skipped, a failed step is reported with
-the path of its executed notebook while the rest goes on where it can, and re-running resumes.
+`local` runs each step as a papermill-executed run notebook in N worker processes; `inline` runs the same
+step functions in this process, without papermill. (The Slurm executor, `slurm`, submits the same steps
+as job arrays.) The plan comes from `steps`, a step runs through `runner`, and the tables are rebuilt by
+`results` when the study ends. Finished steps are skipped, a failed step is reported with the path of its
+executed notebook while the rest goes on where it can, and re-running resumes.
 """
 
 from __future__ import annotations
@@ -19,76 +19,28 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, Thr
 from multiprocessing import get_context
 from pathlib import Path
 
-import pandas as pd
-import yaml
 from tqdm.auto import tqdm
 
-from . import io, paths, steps
-from .config import StudyConfig, to_dict
+from . import io, paths, runner, steps
+from .config import StudyConfig
 from .errors import user_message
+from .results import assemble_tables, write_config
 from .steps import Step
 
 NOTEBOOKS = paths.REPO_ROOT / "notebooks"
-TABLES = "tables"
 
 
-def results_dir(cfg: StudyConfig, override: str | Path | None = None) -> Path:
-    return Path(override) if override else paths.results_root(cfg.name)
-
-
-def plan(cfg: StudyConfig) -> list[Step]:
-    """Every step of the study, in an order that respects dependencies (larger scales first per kind)."""
-    scales = sorted(cfg.scales, key=lambda s: -_params(cfg, s))
-    grid = [(m, s, seed) for seed in cfg.seeds for s in scales for m in cfg.mixture_names]
-    out = [Step("pretrain", m, s, seed) for m, s, seed in grid]
-    out += [Step("sft", m, s, seed) for m, s, seed in grid]
-    out += [Step("evaluate", m, s, seed, stage) for stage in steps.STAGES for m, s, seed in grid]
-    return out
-
-
-def _params(cfg: StudyConfig, scale: str) -> int:
-    from .model import count_parameters
-
-    return int(count_parameters(cfg.scales[scale].model)["total"])
-
-
-def plan_table(cfg: StudyConfig, results: Path) -> pd.DataFrame:
-    rows = [{"kind": st.kind, "mixture": st.mixture, "scale": st.scale, "seed": st.seed, "stage": st.stage,
-             "done": steps.is_done(cfg, results, st)} for st in plan(cfg)]
-    return pd.DataFrame(rows)
-
-
-def write_config(cfg: StudyConfig, results: Path) -> Path:
-    """The resolved config of this study, the one file every run notebook loads."""
-    path = results / "config.yaml"
-    io.write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    return path
-
-
-def run_study(cfg: StudyConfig, results: Path, *, executor: str = "local", workers: int | None = None,
-              dry_run: bool = False) -> int:
-    """Plan, print and run the study; returns a process exit code (1 when any step failed)."""
+def run_study(cfg: StudyConfig, results: Path, *, executor: str = "local", workers: int | None = None) -> int:
+    """Run the study's data steps, then every unfinished step; returns a process exit code (1: a step failed)."""
     results.mkdir(parents=True, exist_ok=True)
-    table = plan_table(cfg, results)
-    summary = table.groupby("kind", sort=False)["done"].agg(["size", "sum"]).rename(
-        columns={"size": "steps", "sum": "finished"})
-    print(f"study {cfg.name!r}: {len(cfg.mixture_names)} mixtures x {len(cfg.scales)} scales x "
-          f"{len(cfg.seeds)} seed(s); results in {results}")
-    print(summary.to_string())
-    if executor == "slurm":
-        from . import slurm
-
-        return slurm.submit(cfg, results, write_config(cfg, results), dry_run=dry_run)
-    if dry_run:
-        return 0
     config_path = write_config(cfg, results)
     started, cpu_started = time.time(), _cpu_seconds()
-    steps.run_data(cfg, results)
+    runner.run_data(cfg, results)
     timings = {"data": {"steps": 1, "step_s": time.time() - started, "start": started, "end": time.time()}}
-    todo = [st for st in plan(cfg) if not steps.is_done(cfg, results, st)]
+    todo = [st for st in steps.plan(cfg) if not steps.is_done(cfg, results, st)]
     workers = workers or (os.cpu_count() or 1)
-    runner = _run_inline if executor == "inline" else _run_notebooks
-    failed = runner(cfg, results, config_path, todo, workers, timings)
+    run = _run_inline if executor == "inline" else _run_notebooks
+    failed = run(cfg, results, config_path, todo, workers, timings)
     assemble_tables(cfg, results)
     write_timings(results, timings, started, _cpu_seconds() - cpu_started, executor,
                   1 if executor == "inline" else workers)
@@ -164,7 +116,7 @@ def _schedule(cfg: StudyConfig, results: Path, todo: list[Step], workers: int,
 def _run_inline(cfg, results, config_path, todo, workers, timings):
     def run(step: Step) -> str | None:
         try:
-            steps.run_step(cfg, results, step)
+            runner.run_step(cfg, results, step)
         except Exception as err:  # noqa: BLE001 - one failed step must not stop the others
             return user_message(err) or traceback.format_exc(limit=3)
         return None
@@ -207,50 +159,3 @@ def run_notebook(config_path: Path, results: Path, step: Step, threads: int | No
     folder = steps.step_dir(cfg, results, step)
     os.replace(executed, folder / "run.ipynb")
     return None
-
-
-# --- results tables ----------------------------------------------------------------------------------
-
-_RUN_KEYS = ["mixture", "web_source", "proportions", "code_share", "scale", "n_params", "stage", "seed"]
-
-
-def assemble_tables(cfg: StudyConfig, results: Path) -> dict[str, pd.DataFrame]:
-    """Rebuild runs, scores and items tables from the finished run folders (so a crash loses nothing)."""
-    runs, scores, items, losses = [], [], [], []
-    for st in plan(cfg):
-        folder = steps.step_dir(cfg, results, st)
-        if not steps.is_done(cfg, results, st):
-            continue
-        record = io.read_json(folder / io.RUN_RECORD)
-        web, props = cfg.mixture(st.mixture)
-        keys = {"mixture": st.mixture, "web_source": st.mixture.split("-")[0],
-                "proportions": st.mixture.split("-")[1], "code_share": props.code, "scale": st.scale,
-                "n_params": _params(cfg, st.scale),
-                "stage": st.stage or ("PT" if st.kind == "pretrain" else "SFT"), "seed": st.seed}
-        runs.append({"kind": st.kind, **keys, "folder": str(folder.relative_to(results)),
-                     "seconds": record.get("seconds"), "git_commit": record.get("git_commit"),
-                     **{f"summary_{k}": v for k, v in (record.get("summary") or {}).items()
-                        if isinstance(v, int | float | str)}})
-        if st.kind == "evaluate":
-            scores.append(pd.read_parquet(folder / "scores.parquet").assign(**keys))
-            items.append(pd.read_parquet(folder / "items.parquet").assign(**keys))
-        else:
-            losses.append(pd.read_parquet(folder / "loss.parquet").assign(**keys))
-    tables = {"runs": pd.DataFrame(runs),
-              "losses": _front(pd.concat(losses, ignore_index=True)) if losses else pd.DataFrame(),
-              "scores": _front(pd.concat(scores, ignore_index=True)) if scores else pd.DataFrame(),
-              "items": _front(pd.concat(items, ignore_index=True)) if items else pd.DataFrame()}
-    io.remove_temporaries(results / TABLES)  # left by a run killed while writing them
-    for name, frame in tables.items():
-        io.write_parquet(results / TABLES / f"{name}.parquet", frame)
-    return tables
-
-
-def _front(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[_RUN_KEYS + [c for c in frame.columns if c not in _RUN_KEYS]]
-
-
-def scores_table(cfg: StudyConfig, results: Path) -> pd.DataFrame:
-    """The scores table of the last `magic study` run (assembled now if there is none yet)."""
-    path = results / TABLES / "scores.parquet"
-    return pd.read_parquet(path) if path.exists() else assemble_tables(cfg, results)["scores"]

@@ -3,14 +3,20 @@
 Every scale, from the CPU `smoke` shapes to the paper's 240M and 1B, is a `transformers.LlamaForCausalLM`
 (gated SiLU FFN, RoPE, RMSNorm, optionally tied embeddings, a head dimension free of d_model / heads), so a
 checkpoint saved with `save_pretrained` loads in any Hugging Face tool, lm-evaluation-harness included.
+`check_checkpoint` refuses a saved model or trainer state that is missing, truncated or corrupt before use.
 """
 
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
+
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from .config import ModelConfig
+from .errors import BadValue, MissingFile
 
 
 def llama_config(mc: ModelConfig) -> LlamaConfig:
@@ -58,3 +64,22 @@ def flops_per_token(mc: ModelConfig, seq_len: int) -> float:
     matmul_params = count_parameters(mc)["non_embedding"] + mc.vocab_size * mc.d_model
     attention = 12 * mc.n_layers * mc.n_heads * mc.head_dim * seq_len
     return float(6 * matmul_params + attention)
+
+
+def check_checkpoint(folder: Path, fix: str) -> None:
+    """Refuse a missing, truncated or corrupt checkpoint (model safetensors, trainer state) up front, naming
+    the file and the `fix`, rather than failing somewhere inside transformers or torch."""
+    weights = sorted(folder.rglob("*.safetensors"))
+    if not weights:
+        raise MissingFile(f"no model weights (*.safetensors) in {folder}; {fix}")
+    for path in weights:
+        try:
+            with safe_open(path, "pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as err:
+            raise BadValue(f"{path} is truncated or corrupt ({err}); {fix}") from None
+    for path in folder.rglob("*.pt"):  # torch.save writes a zip archive: a cut one has no central directory
+        try:
+            zipfile.ZipFile(path).close()
+        except (zipfile.BadZipFile, OSError) as err:
+            raise BadValue(f"{path} is truncated or corrupt ({err}); {fix}") from None

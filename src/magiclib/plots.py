@@ -25,11 +25,11 @@ import pandas as pd
 import vl_convert as vlc
 
 from . import io
+from .benchmarks import CATEGORY_ORDER, benchmark_order
 from .errors import BadValue
 
 THEME = "magic"
 BUNDLE_NAME = "vega-bundle.js"
-CATEGORY_ORDER = ("commonsense", "science", "nli", "semantic")
 CATEGORY_COLORS = ("#4C78A8", "#F58518", "#54A24B", "#B279A2")  # colour-blind safe (Tableau 10)
 STAGE_ORDER = ("PT", "SFT")
 FONT = "Helvetica Neue, Helvetica, Arial, sans-serif"
@@ -60,16 +60,12 @@ def category_scale() -> alt.Scale:
     return alt.Scale(domain=list(CATEGORY_ORDER), range=list(CATEGORY_COLORS))
 
 
-def benchmark_order(frame: pd.DataFrame, benchmark: str = "benchmark",
-                    category: str = "category") -> list[str]:
-    """Benchmarks grouped by category in CATEGORY_ORDER, keeping their first-seen order within a category."""
+def _check_categories(frame: pd.DataFrame, category: str) -> None:
+    """A category outside CATEGORY_ORDER would get no colour of category_scale."""
     unknown = sorted(set(frame[category]) - set(CATEGORY_ORDER))
     if unknown:
         raise BadValue(f"unknown categories {unknown}; use one of {list(CATEGORY_ORDER)} "
-                       "(plots.CATEGORY_ORDER)")
-    pairs = frame[[benchmark, category]].drop_duplicates(benchmark)
-    rank = pairs[category].map({c: i for i, c in enumerate(CATEGORY_ORDER)})
-    return pairs.assign(_rank=rank).sort_values("_rank", kind="stable")[benchmark].tolist()
+                       "(benchmarks.CATEGORY_ORDER)")
 
 
 # --- chart helpers ----------------------------------------------------------------------------------------
@@ -78,7 +74,8 @@ def benchmark_order(frame: pd.DataFrame, benchmark: str = "benchmark",
 def bar_ci(frame: pd.DataFrame, value: str, lower: str | None = None, upper: str | None = None, *,
            benchmark: str = "benchmark", category: str = "category", title: str | None = None) -> alt.Chart:
     """Bars of `value` per benchmark, coloured by category, with an interval from `lower` to `upper`."""
-    order = benchmark_order(frame, benchmark, category)
+    _check_categories(frame, category)
+    order = benchmark_order(frame, benchmark=benchmark, category=category)
     x = alt.X(f"{benchmark}:N", sort=order, title=None, axis=alt.Axis(labelAngle=-45))
     y_title = value  # else Vega-Lite titles the shared axis "value, lower, upper"
     bars = alt.Chart(frame).mark_bar().encode(

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .benchmarks import STUDY_BENCHMARKS, Item, load_items
+from .benchmarks import Item
 from .config import EvalConfig
 from .errors import BadValue
 
@@ -202,9 +202,9 @@ def score_items(model, tokenizer, items: Sequence[Item], batch_size: int = 32, m
                          "gold": "int64"})
 
 
-def score_checkpoint(model_dir: Path, ev: EvalConfig, seed: int = 0, progress: bool = True,
-                     items: Sequence[Item] | None = None, precision: str | None = None) -> pd.DataFrame:
-    """Load a saved causal LM and its tokenizer and score `items` (default: the configured benchmarks').
+def score_checkpoint(model_dir: Path, ev: EvalConfig, items: Sequence[Item], progress: bool = True,
+                     precision: str | None = None) -> pd.DataFrame:
+    """Load a saved causal LM and its tokenizer and score `items` (a study's: benchmarks.scored_items).
 
     `precision` is the resolved fp32 | bf16 (a study passes precision.eval_precision's decision); without
     it an explicit ev.precision is used, and `auto` is bf16 on a GPU and fp32 on a CPU, the safe choice
@@ -216,7 +216,4 @@ def score_checkpoint(model_dir: Path, ev: EvalConfig, seed: int = 0, progress: b
         precision = ev.precision if ev.precision != "auto" else ("bf16" if device == "cuda" else "fp32")
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if items is None:
-        names = ev.benchmarks or STUDY_BENCHMARKS
-        items = [item for name in names for item in load_items(name, ev.items_per_benchmark, seed)]
     return score_items(model, tokenizer, items, ev.batch_size, ev.max_length, progress, precision)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from . import io, steps
 from .config import StudyConfig
-from .grid import plan
 from .steps import Step
 
 
@@ -34,7 +33,7 @@ def arrays(cfg: StudyConfig, results: Path, config_path: Path) -> list[dict]:
     """The job arrays of the study: name, resources, the array it depends on, and its task commands."""
     out = []
     steps_by_array: dict[tuple, list[Step]] = {}
-    for st in plan(cfg):
+    for st in steps.plan(cfg):
         if not steps.is_done(cfg, results, st):
             steps_by_array.setdefault((st.kind, st.stage, st.scale), []).append(st)
     for (kind, stage, scale), members in steps_by_array.items():

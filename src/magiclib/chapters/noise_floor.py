@@ -131,6 +131,27 @@ class NoiseFloor:
             tooltip=["scale", "benchmark", "estimate", alt.Tooltip("r:Q", format=".2f"), "signal"],
         ).properties(width=520, height=170).facet(row=alt.Row("scale:N", sort=self.scales, title=None))
 
+    def verdict_matrix(self, metrics: list[str]) -> pd.DataFrame:
+        """Benchmarks x (scale, metric): the verdict in short ("persist", "reverse", "no evidence", "below noise")."""
+        short = {PERSIST: "persist", REVERSE: "reverse", NO_EVIDENCE: "no evidence", NOT_MEASURABLE: "below noise"}
+        rows = self.audit[self.audit["metric"].isin(metrics)].assign(
+            verdict=lambda t: t["verdict"].map(short), metric=lambda t: t["metric"].map(lambda m: NAMES.get(m, m)))
+        wide = rows.pivot_table(index=["category", "benchmark"], columns=["scale", "metric"], values="verdict",
+                                aggfunc="first", sort=False)
+        columns = [(s, NAMES.get(m, m)) for s in self.scales for m in metrics if (s, NAMES.get(m, m)) in wide]
+        return wide[columns]
+
+    def at_every_scale(self, metric: str) -> list[str]:
+        """Benchmarks whose signal of `metric` is measurable at every scale (where a scale comparison means something)."""
+        names = [set(self.measurable_names(scale, metric)) for scale in self.scales]
+        order = list(pd.unique(self.audit["benchmark"]))
+        return [b for b in order if all(b in n for n in names)]
+
+    def calibration_ready(self, scale: str) -> list[str]:
+        """Benchmarks of `scale` where accuracy and confidence both clear their noise floors."""
+        both = set(self.measurable_names(scale, "accuracy")) & set(self.measurable_names(scale, "confidence"))
+        return [b for b in pd.unique(self.audit["benchmark"]) if b in both]
+
     # --- prose --------------------------------------------------------------------------------------------
 
     def measurable_names(self, scale: str, metric: str) -> list[str]:
@@ -157,13 +178,17 @@ class NoiseFloor:
         seeds = self.audit.groupby("scale", sort=False)["n_seeds"].max()
         best = (self.audit.groupby("metric", sort=False)["measurable"].mean().sort_values(ascending=False))
         return {
-            "noise_floors": "; ".join(f"at {s}, {floors[s]} ({report.counted(int(seeds[s]), 'seed')} per mixture)"
-                                      for s in self.scales),
+            "noise_floors": "; ".join(f"at {s}, {floors[s].split(' (')[0]} "
+                                      f"({report.counted(int(seeds[s]), 'seed')} per mixture)" for s in self.scales),
             "noise_lines": "\n".join(f"- {self.line(metric)}." for metric in self.metrics),
             "noise_best_metric": NAMES.get(best.index[0], best.index[0]),
             "noise_accuracy_line": self.line("accuracy"),
             "noise_verdicts": self._verdict_text(),
             "noise_outside": self._outside_text(),
+            "noise_every_scale": "\n".join(
+                f"- {NAMES.get(m, m)}: {report.listing(self.at_every_scale(m))}" for m in self.metrics),
+            "noise_calibration": "\n".join(
+                f"- {scale}: {report.listing(self.calibration_ready(scale))}" for scale in self.scales),
         }
 
     def _verdict_text(self) -> str:

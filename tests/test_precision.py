@@ -15,7 +15,7 @@ def cache(tmp_path, monkeypatch):
     path = tmp_path / "precision.json"
     monkeypatch.setenv(precision.CACHE_ENV, str(path))
     monkeypatch.delenv(precision.DECISION_ENV, raising=False)
-    monkeypatch.setenv("MAGIC_PRECISION_MEASURE", "1")  # H5 TEMPORARY, goes with the switch in precision.resolve
+    monkeypatch.setattr(precision, "has_cuda", lambda: False)  # the same on a GPU machine
     return path
 
 
@@ -25,8 +25,8 @@ class FakeMeasure:
     def __init__(self, fp32_s: float, bf16_s: float):
         self.seconds, self.calls = (fp32_s, bf16_s), []
 
-    def __call__(self, mc, kind, shape, threads):
-        self.calls.append((kind, shape, threads))
+    def __call__(self, mc, kind, shape):
+        self.calls.append((kind, shape))
         return self.seconds
 
 
@@ -37,7 +37,7 @@ def _mini():
 def test_auto_picks_bf16_where_it_is_measurably_faster(cache):
     cfg, fast = _mini(), FakeMeasure(fp32_s=1.0, bf16_s=0.25)
     scale = cfg.scale("mini-s")
-    assert precision.train_precision(scale.pretrain, scale.model, 1, measure=fast) == "bf16"
+    assert precision.train_precision(scale.pretrain, scale.model, measure=fast) == "bf16"
     entry = next(iter(json.loads(cache.read_text()).values()))
     assert entry["precision"] == "bf16" and entry["speedup"] == 4.0 and entry["cpu"] == precision.cpu_model()
 
@@ -45,27 +45,27 @@ def test_auto_picks_bf16_where_it_is_measurably_faster(cache):
 @pytest.mark.parametrize("bf16_s", [100.0, 0.9])  # an AVX2 core; and a gain too small to be worth the rounding
 def test_auto_keeps_fp32_where_bf16_is_slow_or_barely_faster(cache, bf16_s):
     scale = _mini().scale("mini-s")
-    assert precision.train_precision(scale.pretrain, scale.model, 1, measure=FakeMeasure(1.0, bf16_s)) == "fp32"
+    assert precision.train_precision(scale.pretrain, scale.model, measure=FakeMeasure(1.0, bf16_s)) == "fp32"
 
 
-def test_a_decision_is_measured_once_per_shape_and_threads(cache):
+def test_a_decision_is_measured_once_per_shape(cache):
     cfg, fast = _mini(), FakeMeasure(1.0, 0.25)
     small, large = cfg.scale("mini-s"), cfg.scale("mini-l")
     for _ in range(3):
-        precision.train_precision(small.pretrain, small.model, 1, measure=fast)
+        precision.train_precision(small.pretrain, small.model, measure=fast)
     assert len(fast.calls) == 1
-    precision.train_precision(large.pretrain, large.model, 1, measure=fast)  # another shape
-    precision.train_precision(small.pretrain, small.model, 2, measure=fast)  # other threads
+    precision.train_precision(large.pretrain, large.model, measure=fast)  # another shape
+    precision.train_precision(small.sft, small.model, measure=fast)  # another batch (SFT micro-batches of 1)
     assert len(fast.calls) == 3
     # a cached decision stands even when a new measurement would say otherwise
-    assert precision.train_precision(small.pretrain, small.model, 1, measure=FakeMeasure(1.0, 100.0)) == "bf16"
+    assert precision.train_precision(small.pretrain, small.model, measure=FakeMeasure(1.0, 100.0)) == "bf16"
 
 
 def test_measured_shape_is_capped(cache):
     fast = FakeMeasure(1.0, 0.25)
     scale = load_config("small").scale("small-l")  # 32 x 1024 tokens a micro-batch
-    precision.train_precision(scale.pretrain, scale.model, 1, measure=fast)
-    assert fast.calls == [("train", (1, 1024), 1)]
+    precision.train_precision(scale.pretrain, scale.model, measure=fast)
+    assert fast.calls == [("train", (1, 1024))]
 
 
 def test_explicit_precision_wins_without_measuring(cache):
@@ -73,7 +73,7 @@ def test_explicit_precision_wins_without_measuring(cache):
     never = FakeMeasure(1.0, 0.25)
     for requested in ("fp32", "bf16"):
         tc = type(scale.pretrain)(**{**vars(scale.pretrain), "precision": requested})
-        assert precision.train_precision(tc, scale.model, 1, measure=never) == requested
+        assert precision.train_precision(tc, scale.model, measure=never) == requested
     assert precision.resolve("auto", scale.model, "train", 2, 256, cuda=True, measure=never) == "bf16"
     assert never.calls == [] and not cache.exists()
 
@@ -81,25 +81,25 @@ def test_explicit_precision_wins_without_measuring(cache):
 def test_pinned_decision_replaces_measurement(cache, monkeypatch):
     scale = _mini().scale("mini-s")
     monkeypatch.setenv(precision.DECISION_ENV, "bf16")
-    assert precision.train_precision(scale.pretrain, scale.model, 1, measure=FakeMeasure(1.0, 100.0)) == "bf16"
+    assert precision.train_precision(scale.pretrain, scale.model, measure=FakeMeasure(1.0, 100.0)) == "bf16"
     monkeypatch.setenv(precision.DECISION_ENV, "fp16")
     with pytest.raises(ConfigError, match="fp32 or bf16"):
-        precision.train_precision(scale.pretrain, scale.model, 1)
+        precision.train_precision(scale.pretrain, scale.model)
 
 
 def test_scoring_uses_bf16_only_if_every_scale_gains(cache):
     cfg = _mini()
 
-    def only_large_gains(mc, kind, shape, threads):
+    def only_large_gains(mc, kind, shape):
         return (1.0, 0.25) if mc.d_model == 256 else (1.0, 1.0)
 
-    assert precision.eval_precision(cfg, 1, measure=only_large_gains) == "fp32"
+    assert precision.eval_precision(cfg, measure=only_large_gains) == "fp32"
     cache.unlink()  # forget those decisions
-    assert precision.eval_precision(cfg, 1, measure=FakeMeasure(1.0, 0.25)) == "bf16"
+    assert precision.eval_precision(cfg, measure=FakeMeasure(1.0, 0.25)) == "bf16"
 
 
 def test_resolve_study_leaves_no_auto(cache):
-    cfg = precision.resolve_study(_mini(), 1, measure=FakeMeasure(1.0, 0.25))
+    cfg = precision.resolve_study(_mini(), measure=FakeMeasure(1.0, 0.25))
     requested = [s.pretrain.precision for s in cfg.scales.values()] + [s.sft.precision for s in cfg.scales.values()]
     assert set(requested) == {"bf16"} and cfg.eval.precision == "bf16"
 

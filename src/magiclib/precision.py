@@ -3,14 +3,16 @@
 CPUs differ by orders of magnitude in bf16: with AVX-512-BF16 or AMX a bf16 matmul runs 4-5x faster than
 fp32, on a plain AVX2 core about 500x slower. So `precision: auto` (train.precision of each stage and
 eval.precision) is decided by measurement: a few training passes (forward + backward) or scoring passes
-(forward) of the study's own model shape, in fp32 and under bf16 autocast, on the threads the step will use.
-bf16 is chosen only when it beats fp32 by BF16_MIN_SPEEDUP. On a GPU `auto` is bf16 without measuring.
+(forward) of the study's own model shape, in fp32 and under bf16 autocast, on one thread (a CPU study's
+setting per worker; what decides is the ratio of one core's bf16 and fp32 speed, and one fixed thread count
+makes every process on a machine reach the same decision). bf16 is chosen only when it beats fp32 by
+BF16_MIN_SPEEDUP. On a GPU `auto` is bf16 without measuring.
 
 bf16 here always means autocast: the weights, the optimizer state, the loss and the log-softmax stay fp32;
 only the matrix products run in bf16.
 
 A decision is measured once per machine and cached in a small JSON file (MAGIC_PRECISION_CACHE, else
-$XDG_CACHE_HOME/magiclib/precision.json), keyed by the CPU, the torch version, the threads and the shape.
+$XDG_CACHE_HOME/magiclib/precision.json), keyed by the CPU, the torch version and the shape.
 MAGIC_PRECISION=fp32|bf16 decides `auto` without measuring (the test suite pins it so; a cluster whose
 compute nodes differ from the submitting machine can use it too). An explicit fp32 or bf16 in the config
 always wins.
@@ -36,6 +38,7 @@ from .config import ConfigError, EvalConfig, ModelConfig, StudyConfig, TrainConf
 REQUESTS = ("auto", "fp32", "bf16")
 CACHE_ENV = "MAGIC_PRECISION_CACHE"
 DECISION_ENV = "MAGIC_PRECISION"
+MEASURE_THREADS = 1
 # bf16 costs signal (about 3 significant digits per product), so a speed-up within noise is not worth it.
 BF16_MIN_SPEEDUP = 1.2
 # The measured passes are capped at this many tokens: the speed ratio depends on the matrix shapes
@@ -43,10 +46,23 @@ BF16_MIN_SPEEDUP = 1.2
 MAX_MEASURED_TOKENS = 1024
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
-# (fp32 seconds, bf16 seconds) of one pass of `kind` ("train" | "eval") at (rows, seq) on `threads` threads.
-Measure = Callable[[ModelConfig, str, tuple[int, int], int], tuple[float, float]]
+# (fp32 seconds, bf16 seconds) of one pass of `kind` ("train" | "eval") at (rows, seq).
+Measure = Callable[[ModelConfig, str, tuple[int, int]], tuple[float, float]]
 
 
+@functools.cache
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@functools.cache
+def _torch_version() -> str:
+    return metadata.version("torch")
+
+
+@functools.cache
 def cpu_model() -> str:
     """This machine's CPU as the run record names it: model name, family/model, and its bf16-relevant flags."""
     info: dict[str, str] = {}
@@ -77,8 +93,7 @@ def measured_shape(kind: str, mc: ModelConfig, rows: int, seq: int) -> tuple[int
     return max(1, min(rows, MAX_MEASURED_TOKENS // seq)), seq
 
 
-def decide(mc: ModelConfig, kind: str, rows: int, seq: int, threads: int, *,
-           measure: Measure | None = None) -> dict:
+def decide(mc: ModelConfig, kind: str, rows: int, seq: int, *, measure: Measure | None = None) -> dict:
     """This machine's decision for `auto` at a shape: the cached one, else measured now and cached.
 
     Returns the cache entry: {"precision", "fp32_s", "bf16_s", "speedup", "cpu", "measured"}.
@@ -89,13 +104,13 @@ def decide(mc: ModelConfig, kind: str, rows: int, seq: int, threads: int, *,
             raise ConfigError(f"${DECISION_ENV} = {forced!r}; set it to fp32 or bf16, or unset it to measure")
         return {"precision": forced, "source": f"${DECISION_ENV}"}
     shape = measured_shape(kind, mc, rows, seq)
-    key = json.dumps({"cpu": cpu_model(), "torch": metadata.version("torch"), "threads": threads, "kind": kind,
+    key = json.dumps({"cpu": cpu_model(), "torch": _torch_version(), "threads": MEASURE_THREADS, "kind": kind,
                       "model": to_dict(mc), "rows": shape[0], "seq": shape[1]}, sort_keys=True)
     path = cache_path()
     cache = _read_cache(path)
     if key in cache:
         return cache[key]
-    fp32_s, bf16_s = (measure or measure_passes)(mc, kind, shape, threads)
+    fp32_s, bf16_s = (measure or measure_passes)(mc, kind, shape)
     speedup = fp32_s / bf16_s if bf16_s > 0 else 0.0
     entry = {"precision": "bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32", "fp32_s": fp32_s, "bf16_s": bf16_s,
              "speedup": round(speedup, 3), "cpu": cpu_model(), "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -112,56 +127,49 @@ def _read_cache(path: Path) -> dict:
         return {}
 
 
-def resolve(requested: str, mc: ModelConfig, kind: str, rows: int, seq: int, threads: int | None = None, *,
-            cuda: bool = False, measure: Measure | None = None) -> str:
-    """fp32 or bf16 for a step: an explicit request wins; `auto` is bf16 on a GPU, else this CPU's decision."""
+def resolve(requested: str, mc: ModelConfig, kind: str, rows: int, seq: int, *, cuda: bool | None = None,
+            measure: Measure | None = None) -> str:
+    """fp32 or bf16 for a step: an explicit request wins; `auto` is bf16 on a GPU, else this CPU's decision.
+
+    `cuda`: whether the step runs on a GPU (None: whether this machine has one)."""
     if requested not in REQUESTS:
         raise ConfigError(f"unknown precision {requested!r}; allowed: {list(REQUESTS)}")
     if requested != "auto":
         return requested
-    if cuda:
+    if has_cuda() if cuda is None else cuda:
         return "bf16"
-    if not os.environ.get("MAGIC_PRECISION_MEASURE"):  # H5 TEMPORARY until the lead's fp32 baseline is done
-        return os.environ.get(DECISION_ENV, "fp32")
-    return decide(mc, kind, rows, seq, threads or default_threads(), measure=measure)["precision"]
-
-
-def default_threads() -> int:
-    """The torch threads a step gets (as steps.set_threads sets them): $MAGIC_THREADS, else every core."""
-    return int(os.environ.get("MAGIC_THREADS", "0")) or os.cpu_count() or 1
+    return decide(mc, kind, rows, seq, measure=measure)["precision"]
 
 
 # --- a study's precisions ------------------------------------------------------------------------------
 
 
-def train_precision(tc: TrainConfig, mc: ModelConfig, threads: int | None = None, *, cuda: bool = False,
+def train_precision(tc: TrainConfig, mc: ModelConfig, *, cuda: bool | None = None,
                     measure: Measure | None = None) -> str:
-    return resolve(tc.precision, mc, "train", tc.micro_batch_size, tc.seq_len, threads, cuda=cuda, measure=measure)
+    return resolve(tc.precision, mc, "train", tc.micro_batch_size, tc.seq_len, cuda=cuda, measure=measure)
 
 
-def eval_precision(cfg: StudyConfig, threads: int | None = None, *, cuda: bool = False,
-                   measure: Measure | None = None) -> str:
+def eval_precision(cfg: StudyConfig, *, cuda: bool | None = None, measure: Measure | None = None) -> str:
     """One scoring precision for the whole study: bf16 under `auto` only if it wins at every scale, so the
     PT and SFT scores of all scales stay comparable."""
     ev = cfg.eval
     chosen = {resolve(ev.precision, scale.model, "eval", ev.batch_size, ev.max_length or scale.model.context,
-                      threads, cuda=cuda, measure=measure) for scale in cfg.scales.values()}
+                      cuda=cuda, measure=measure) for scale in cfg.scales.values()}
     return "bf16" if chosen == {"bf16"} else "fp32"
 
 
-def resolve_study(cfg: StudyConfig, threads: int | None = None, *, cuda: bool = False,
-                  measure: Measure | None = None) -> StudyConfig:
+def resolve_study(cfg: StudyConfig, *, cuda: bool | None = None, measure: Measure | None = None) -> StudyConfig:
     """`cfg` with every `auto` replaced by this machine's decision: the config a study writes for its steps,
     so every step (and every later reader of the results folder) sees the precision it was computed in."""
     scales = {
         name: dataclasses.replace(
             scale,
             pretrain=dataclasses.replace(scale.pretrain, precision=train_precision(
-                scale.pretrain, scale.model, threads, cuda=cuda, measure=measure)),
+                scale.pretrain, scale.model, cuda=cuda, measure=measure)),
             sft=dataclasses.replace(scale.sft, precision=train_precision(
-                scale.sft, scale.model, threads, cuda=cuda, measure=measure)))
+                scale.sft, scale.model, cuda=cuda, measure=measure)))
         for name, scale in cfg.scales.items()}
-    ev = dataclasses.replace(cfg.eval, precision=eval_precision(cfg, threads, cuda=cuda, measure=measure))
+    ev = dataclasses.replace(cfg.eval, precision=eval_precision(cfg, cuda=cuda, measure=measure))
     return dataclasses.replace(cfg, scales=scales, eval=ev)
 
 
@@ -187,7 +195,7 @@ def hashed(conf: TrainConfig | EvalConfig, resolved: str) -> dict:
 # --- measuring -----------------------------------------------------------------------------------------
 
 
-def measure_passes(mc: ModelConfig, kind: str, shape: tuple[int, int], threads: int,
+def measure_passes(mc: ModelConfig, kind: str, shape: tuple[int, int], threads: int = MEASURE_THREADS,
                    repeats: int = 3) -> tuple[float, float]:
     """Seconds of the fastest of `repeats` passes in fp32 and under bf16 autocast (alternated, so a neighbour's
     burst on a shared machine hits both). A CPU whose bf16 matmul is slower than fp32 is not timed further."""

@@ -144,7 +144,7 @@ def unwrap(model: torch.nn.Module) -> LlamaForCausalLM:
 
 def resolved_precision(tc: TrainConfig, mc: ModelConfig, device: torch.device) -> str:
     """fp32 or bf16 (autocast) for this stage on this device: explicit, or decided by precision.py."""
-    return precision.train_precision(tc, mc, torch.get_num_threads(), cuda=device.type == "cuda")
+    return precision.train_precision(tc, mc, cuda=device.type == "cuda")
 
 
 @functools.cache

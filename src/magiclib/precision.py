@@ -41,6 +41,8 @@ DECISION_ENV = "MAGIC_PRECISION"
 MEASURE_THREADS = 1
 # bf16 costs signal (about 3 significant digits per product), so a speed-up within noise is not worth it.
 BF16_MIN_SPEEDUP = 1.2
+# A bf16 matmul this many times slower than fp32 means emulated bf16 (AVX2: about 500x); noise stays well below.
+NO_NATIVE_BF16 = 4.0
 # The measured passes are capped at this many tokens: the speed ratio depends on the matrix shapes
 # (d_model, the FFN width, the vocabulary), and 1024 rows are enough to reach a core's steady state.
 MAX_MEASURED_TOKENS = 1024
@@ -198,7 +200,8 @@ def hashed(conf: TrainConfig | EvalConfig, resolved: str) -> dict:
 def measure_passes(mc: ModelConfig, kind: str, shape: tuple[int, int], threads: int = MEASURE_THREADS,
                    repeats: int = 3) -> tuple[float, float]:
     """Seconds of the fastest of `repeats` passes in fp32 and under bf16 autocast (alternated, so a neighbour's
-    burst on a shared machine hits both). A CPU whose bf16 matmul is slower than fp32 is not timed further."""
+    burst on a shared machine hits both). A CPU without native bf16 (a bf16 matmul several times slower than
+    fp32, as on AVX2) is not timed further: its model passes would take minutes to say the same."""
     import torch
 
     from .model import build_model
@@ -206,8 +209,8 @@ def measure_passes(mc: ModelConfig, kind: str, shape: tuple[int, int], threads: 
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        fp32_mm, bf16_mm = matmul_seconds(torch.float32, 256), matmul_seconds(torch.bfloat16, 256)
-        if bf16_mm > fp32_mm:  # no native bf16 (AVX2): a model pass would take minutes to say the same
+        fp32_mm, bf16_mm = matmul_seconds(torch.float32, 256, 5), matmul_seconds(torch.bfloat16, 256, 5)
+        if bf16_mm > NO_NATIVE_BF16 * fp32_mm:
             return fp32_mm, bf16_mm
         model = build_model(mc, seed=0)
         tokens = torch.randint(0, mc.vocab_size, shape)

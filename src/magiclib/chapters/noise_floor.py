@@ -110,6 +110,17 @@ class NoiseFloor:
         })
         return out.reset_index(drop=True)
 
+    def transfer_table(self) -> pd.DataFrame:
+        """`transfer` of every metric in one table, with a metric column."""
+        return pd.concat([self.transfer(m).assign(metric=NAMES.get(m, m)) for m in self.metrics],
+                         ignore_index=True).pipe(lambda t: t[["metric", *t.columns[:-1]]])
+
+    @property
+    def best_metric(self) -> str:
+        """The metric measurable on the most (scale, benchmark) cells (ties: the first in the audit's order)."""
+        share = self.audit.groupby("metric", sort=False)["measurable"].mean()
+        return str(share.idxmax())
+
     def chart(self, metric: str) -> alt.Chart | None:
         """The four estimates per benchmark of one metric, one panel per scale; faint where below noise."""
         rows = self.audit[self.audit["metric"] == metric]
@@ -176,12 +187,11 @@ class NoiseFloor:
         """Prose values every RQ chapter's opening section uses (prefix noise_)."""
         floors = self.audit.groupby("scale", sort=False)["noise_floor"].first()
         seeds = self.audit.groupby("scale", sort=False)["n_seeds"].max()
-        best = (self.audit.groupby("metric", sort=False)["measurable"].mean().sort_values(ascending=False))
         return {
             "noise_floors": "; ".join(f"at {s}, {floors[s].split(' (')[0]} "
                                       f"({report.counted(int(seeds[s]), 'seed')} per mixture)" for s in self.scales),
             "noise_lines": "\n".join(f"- {self.line(metric)}." for metric in self.metrics),
-            "noise_best_metric": NAMES.get(best.index[0], best.index[0]),
+            "noise_best_metric": NAMES.get(self.best_metric, self.best_metric),
             "noise_accuracy_line": self.line("accuracy"),
             "noise_verdicts": self._verdict_text(),
             "noise_outside": self._outside_text(),

@@ -142,3 +142,11 @@ def test_a_missing_run_is_named():
     hole = (items["mixture"] == "V2-P1") & (items["seed"] == 1) & (items["stage"] == "SFT")
     with pytest.raises(ValueError, match="lack some items.*V2-P1"):
         list(cubes(per_item(items[~hole]), ["accuracy"]))
+
+
+def test_mixtures_that_all_score_the_same_have_no_signal_and_no_reliability():
+    values = np.zeros((2, 9, 2, 8))
+    values[..., :4] = 1.0  # every model right on the same 4 items: accuracy ties across mixtures
+    row = crossfit(values, n_boot=20) | mixture_transfer(values, n_perm=99, n_boot=20)
+    assert np.isnan(row["reliability_pt"]) and np.isnan(row["signal_p_pt"]) and np.isnan(row["corrected_r"])
+    assert np.isnan(row["mixture_r"])

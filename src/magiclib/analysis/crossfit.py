@@ -56,8 +56,8 @@ def hoyt(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ms_mixture = n * ((mixture_means - grand[..., None]) ** 2).sum(-1) / (k - 1)
     residual = x - mixture_means[..., None] - item_means[..., None, :] + grand[..., None, None]
     ms_residual = (residual**2).sum((-1, -2)) / ((k - 1) * (n - 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        reliability = 1 - ms_residual / ms_mixture
+    with np.errstate(divide="ignore", invalid="ignore"):  # no spread across mixtures: R undefined (NaN)
+        reliability = np.where(ms_mixture > 0, 1 - ms_residual / ms_mixture, np.nan)
     return reliability, ms_mixture, ms_residual
 
 

@@ -80,6 +80,11 @@ def read_items(path: str | Path) -> pd.DataFrame:
     return items
 
 
+def schema_columns(items: pd.DataFrame) -> pd.DataFrame:
+    """The columns of the schema only: a study's own table may carry more (the scorer's diagnostics)."""
+    return items[[c for c in items.columns if c in (*RUN_KEYS, *ITEM_KEYS, *OPTIONAL_COLUMNS)]]
+
+
 def per_item(items: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, benchmark, item) with every metric of ITEM_METRICS (accuracy as 0/1)."""
     check_items(items)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from .. import analysis, io, report, results
 from ..analysis.audit import VERDICTS
+from ..analysis.items import schema_columns
 from ..analysis.tables import scale_order
 
 NAMES = {**report.METRIC_NAMES, "gold_ll_char": "gold log-likelihood per character",
@@ -47,7 +48,7 @@ def audit(results_dir: str | Path, n_boot: int = report.N_BOOT) -> pd.DataFrame:
     cache = results_dir / "analysis" / f"audit-{_cache_key(items_path, n_boot)}.parquet"
     if cache.exists():
         return pd.read_parquet(cache)
-    table = analysis.transfer_audit(pd.read_parquet(items_path), n_boot=n_boot)
+    table = analysis.transfer_audit(schema_columns(pd.read_parquet(items_path)), n_boot=n_boot)
     cache.parent.mkdir(parents=True, exist_ok=True)
     io.write_parquet(cache, table)
     return table

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .tables import CATEGORIES
+
 SOURCE = "PAPER.md, Reported numbers (arXiv 2602.11217)"
 SCALES = ("240M", "1B")
 COLUMNS = [
@@ -101,7 +103,7 @@ def _rows() -> list[dict]:
         "SFT": [(0.04, -0.16), (0.80, 0.83), (0.25, 0.39), (-0.37, -0.16)],
     }
     for stage, per_category in align.items():
-        for category, values in zip(("commonsense", "science", "nli", "semantic"), per_category, strict=True):
+        for category, values in zip(CATEGORIES, per_category, strict=True):
             rows += _pair(
                 "r_align",
                 values,

@@ -30,6 +30,7 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from scipy import stats as sps
 
+from ..results import RUN_KEYS
 from .multitest import adjust_pvalues
 from .stats import correlate
 from .tables import CATEGORIES, KEYS, as_tuple, check_columns, mixture_matrix, scale_order, select
@@ -39,7 +40,6 @@ ALPHA = 0.05
 VERDICTS = ("supported", "not supported", "inconclusive")
 AGGREGATE = " (mean)"  # suffix of a category aggregate's benchmark name
 # Columns that identify a run (kept by category_aggregates); other per-benchmark columns are averaged away.
-RUN_COLUMNS = ("mixture", "web_source", "proportions", "code_share", "scale", "n_params", "stage", "seed")
 
 
 def verdict(estimate: float, p: float, direction: int = 1, alpha: float = ALPHA) -> str:
@@ -59,7 +59,7 @@ def category_aggregates(
     over the category's benchmarks for every (mixture, scale, stage, seed). Any protocol accepts it."""
     metrics = list(as_tuple(metrics))
     check_columns(scores, KEYS + ["mixture", "seed", *metrics], "category_aggregates")
-    keys = [c for c in scores.columns if c in RUN_COLUMNS]
+    keys = [c for c in scores.columns if c in RUN_KEYS]
     table = scores.groupby(keys + ["category"], sort=False, dropna=False)[metrics].mean().reset_index()
     table["benchmark"] = table["category"] + AGGREGATE
     order = {c: i for i, c in enumerate(list(categories) + sorted(set(table["category"]) - set(categories)))}

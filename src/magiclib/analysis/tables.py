@@ -19,10 +19,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from ..benchmarks import CATEGORIES as _REGISTRY_CATEGORIES
+from ..benchmarks import CATEGORY_ORDER, benchmark_order
 from ..errors import BadType, BadValue
 
-CATEGORIES = tuple(_REGISTRY_CATEGORIES)  # ("commonsense", "science", "nli", "semantic")
+CATEGORIES = CATEGORY_ORDER  # the benchmark registry's: commonsense, science, nli, semantic
 METRICS = ("accuracy", "confidence", "gold_prob")
 STAGES = ("PT", "SFT")
 KEYS = ["scale", "stage", "category", "benchmark"]
@@ -124,13 +124,6 @@ def category_order(scores: pd.DataFrame, categories: Sequence[str] = CATEGORIES)
     check_categories(scores, categories)
     present = list(pd.unique(scores["category"]))
     return [c for c in categories if c in present] + [c for c in present if c not in categories]
-
-
-def benchmark_order(scores: pd.DataFrame, categories: Sequence[str] = CATEGORIES) -> list[str]:
-    """Benchmarks grouped by category (in category order), in order of appearance within a category."""
-    pairs = scores[["category", "benchmark"]].drop_duplicates()
-    rank = {c: i for i, c in enumerate(category_order(scores, categories))}
-    return list(pairs.sort_values("category", key=lambda s: s.map(rank), kind="stable")["benchmark"])
 
 
 def _sort_keys(frame: pd.DataFrame, scores: pd.DataFrame, categories: Sequence[str]) -> pd.DataFrame:

@@ -21,10 +21,10 @@ import pandas as pd
 
 from ..benchmarks import CATEGORY_ORDER, benchmark_order
 from ..errors import BadType, BadValue
+from ..steps import STAGES
 
 CATEGORIES = CATEGORY_ORDER  # the benchmark registry's: commonsense, science, nli, semantic
 METRICS = ("accuracy", "confidence", "gold_prob")
-STAGES = ("PT", "SFT")
 KEYS = ["scale", "stage", "category", "benchmark"]
 MIXTURE_COLUMNS = ["web_source", "proportions", "code_share"]
 # Seed-means are rounded so that scores equal as fractions (k/n items) compare equal after averaging;

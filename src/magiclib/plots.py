@@ -27,11 +27,12 @@ import vl_convert as vlc
 from . import io
 from .benchmarks import CATEGORY_ORDER, benchmark_order
 from .errors import BadValue
+from .steps import STAGES
 
 THEME = "magic"
 BUNDLE_NAME = "vega-bundle.js"
 CATEGORY_COLORS = ("#4C78A8", "#F58518", "#54A24B", "#B279A2")  # colour-blind safe (Tableau 10)
-STAGE_ORDER = ("PT", "SFT")
+STAGE_ORDER = STAGES  # the plan's order: PT, then SFT
 FONT = "Helvetica Neue, Helvetica, Arial, sans-serif"
 
 

@@ -9,6 +9,15 @@ Ties go to the first choice, as numpy's (and lm-eval's) argmax.
 Columns of `items` other than the per-choice ones (run, mixture, scale, stage...) are grouping keys, so one
 call scores many runs at once. No torch here: the analysis side imports this module.
 
+acc_norm's divisor. acc_norm divides each choice's log-likelihood by the characters of its continuation
+(`n_chars`), which is lm-eval's acc_norm on every task but two. The partial-scoring tasks, winogrande and
+wsc273, put the choice into the context and score the same continuation for every choice; lm-eval divides
+there by the length of each choice's context string (its doc_to_choice), so its acc_norm mixes a per-choice
+length into a score of one shared text. Ours divides by the continuation's characters, equal across the
+choices, so on these two acc_norm equals acc (and both use acc as their primary rule, where the divisors
+do not matter). `acc_norm_divisor="lm_eval"` (ACC_NORM_DIVISORS) reproduces lm-eval's numbers exactly: it
+reads the per-choice contexts of those two benchmarks from their files, by item id.
+
 Continuous metrics (CONTINUOUS_METRICS). Accuracy flips only when the best choice changes, so at small scale
 most mixtures tie on it; these move with every change of the log-likelihoods (DataDecide, Magnusson et al.
 2025, found such metrics rank data recipes far more reliably at small scale). Per item, with l_j the
@@ -33,6 +42,8 @@ from .errors import BadValue
 
 CHOICE_COLUMNS = ["item", "choice", "loglik", "n_tokens", "n_chars", "gold"]
 CONTINUOUS_METRICS = ("gold_ll_char", "gold_ll_token", "margin_char", "gold_prob_char")
+ACC_NORM_DIVISORS = ("continuation", "lm_eval")  # see the module docstring
+PARTIAL_SCORING = ("winogrande", "wsc273")  # the benchmarks whose items carry per-choice contexts
 ECE_EQUAL_MASS_BINS = 10
 ECE_EQUAL_WIDTH_BINS = 15
 
@@ -55,7 +66,24 @@ def _check(items: pd.DataFrame) -> None:
                        "rescore them: every choice needs a non-empty text")
 
 
-def _per_item(items: pd.DataFrame) -> pd.DataFrame:
+def _acc_norm_chars(df: pd.DataFrame, divisor: str) -> np.ndarray:
+    """Per choice, what acc_norm divides by: continuation characters, or lm-eval's per-choice context length
+    on the partial-scoring benchmarks (whose items carry per-choice contexts)."""
+    if divisor not in ACC_NORM_DIVISORS:
+        raise BadValue(f"acc_norm_divisor = {divisor!r}; choose one of {ACC_NORM_DIVISORS}")
+    chars = df["n_chars"].to_numpy(float).copy()
+    if divisor == "lm_eval":
+        from .benchmarks import load_items
+
+        for name in set(df["benchmark"]) & set(PARTIAL_SCORING):
+            rows = np.flatnonzero(df["benchmark"].to_numpy() == name)
+            contexts = {item.item_id: item.contexts for item in load_items(name)}
+            chars[rows] = [len(contexts[str(i)][c]) for i, c in zip(df["item"].to_numpy()[rows],
+                                                                     df["choice"].to_numpy()[rows], strict=True)]
+    return chars
+
+
+def _per_item(items: pd.DataFrame, acc_norm_divisor: str = "continuation") -> pd.DataFrame:
     """One row per item, in order of first appearance: predictions under both rules, and p-statistics
     (confidence, gold probability, Brier score) under the primary rule."""
     _check(items)
@@ -79,7 +107,8 @@ def _per_item(items: pd.DataFrame) -> pd.DataFrame:
     p /= np.add.reduceat(p, starts)[item_of]
     is_gold = choice == gold
     out = df.loc[starts, [*keys, "gold"]].reset_index(drop=True)
-    out["pred_acc"], out["pred_norm"] = first_argmax(loglik), first_argmax(norm)
+    # only the partial-scoring benchmarks' divisors differ, and their primary rule is acc: p stays the same
+    out["pred_acc"], out["pred_norm"] = first_argmax(loglik), first_argmax(loglik / _acc_norm_chars(df, acc_norm_divisor))
     out["pred"] = np.where(is_norm[starts], out["pred_norm"], out["pred_acc"])
     out["confidence"] = np.maximum.reduceat(p, starts)
     out["gold_prob"] = np.add.reduceat(np.where(is_gold, p, 0.0), starts)
@@ -95,9 +124,9 @@ def _per_item(items: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def item_table(items: pd.DataFrame) -> pd.DataFrame:
+def item_table(items: pd.DataFrame, acc_norm_divisor: str = "continuation") -> pd.DataFrame:
     """Per item under the primary rule: prediction, correctness, confidence, gold probability."""
-    per_item = _per_item(items)
+    per_item = _per_item(items, acc_norm_divisor)
     per_item["correct"] = per_item["pred"] == per_item["gold"]
     runs = [k for k in group_keys(items) if k != "benchmark"]
     return per_item[[*runs, "benchmark", "item", "gold", "pred", "correct", "confidence", "gold_prob",
@@ -127,9 +156,10 @@ def _mean_se(values: pd.Series) -> tuple[float, float]:
     return float(values.mean()), float(stats.sem(values)) if len(values) > 1 else float("nan")
 
 
-def score_table(items: pd.DataFrame) -> pd.DataFrame:
-    """One row per (run keys..., benchmark): accuracy under both rules, confidence and calibration."""
-    per_item = _per_item(items)
+def score_table(items: pd.DataFrame, acc_norm_divisor: str = "continuation") -> pd.DataFrame:
+    """One row per (run keys..., benchmark): accuracy under both rules, confidence and calibration
+    (`acc_norm_divisor`: see the module docstring)."""
+    per_item = _per_item(items, acc_norm_divisor)
     per_item["correct_acc"] = per_item["pred_acc"] == per_item["gold"]
     per_item["correct_norm"] = per_item["pred_norm"] == per_item["gold"]
     per_item["correct"] = per_item["pred"] == per_item["gold"]

@@ -5,17 +5,21 @@ continuation, the context and the whole string are encoded, and the continuation
 beyond the context's length. The model input is (context + continuation) left-truncated to max_length + 1
 tokens, minus the last token, exactly as lm-eval's HF backend builds it.
 
-Unlike lm-eval we run each item once, not once per choice: the choices' input sequences share a prefix (at
-least the context), so one row holds the shared prefix followed by each choice's own tail, and a 4D attention
-mask with restarted position ids lets every tail see only the prefix and itself. The output head runs only
-at the positions that predict continuation tokens. Rows are sorted by length so batches carry little padding.
+Unlike lm-eval we never run a token twice. The choices of an item share an input prefix (at least the
+context), so the prefix runs once, as a plain causal sequence, and each choice's own tail (if it has one:
+a one-token answer has none) then runs against the prefix's cached keys and values. The output head runs
+only at the positions that predict continuation tokens. Batches are cut by a token budget from items sorted
+by length, so they carry little padding; right padding needs no attention mask in the prefix pass, which
+keeps SDPA on its fused causal kernel. The budget is sized to the machine: a cache-sized work unit on a
+CPU, a share of the free memory on a GPU.
 """
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,19 +32,25 @@ from .config import EvalConfig
 from .errors import BadValue
 
 ITEM_COLUMNS = ["benchmark", "item", "choice", "loglik", "n_tokens", "n_chars", "gold"]
+PRECISIONS = ("fp32", "bf16")
+CPU_TOKENS = 2048  # tokens per forward on a CPU: big enough to keep the matmuls efficient, small for the caches
+CPU_CACHE_BYTES = 512 * 2**20  # the keys and values copied for one tail pass, on a CPU
+GPU_MEMORY_SHARE = 0.5  # of the free GPU memory, for one forward's activations and cache copies
+HEAD_BYTES = 256 * 2**20  # fp32 logits of the output head, per chunk of predicted positions
 
 
 @dataclass
-class PackedItem:
-    """One item as one model row: token ids, position ids, segment ids (0: shared, i + 1: choice i's tail),
-    and for every continuation token the row position that predicts it, its id and its choice."""
+class SharedItem:
+    """One item split for scoring: the input prefix all its choices share, each choice's own tail beyond it,
+    and for every continuation token where it is predicted: (in the prefix or choice c's tail, position)."""
 
-    tokens: list[int]
-    positions: list[int]
-    segments: list[int]
-    predict_at: list[int]
-    targets: list[int]
-    choice_of_target: list[int]
+    prefix: list[int]
+    tails: list[list[int]]
+    prefix_at: list[int] = field(default_factory=list)  # prefix positions that predict a continuation token
+    prefix_targets: list[int] = field(default_factory=list)
+    prefix_choice: list[int] = field(default_factory=list)
+    tail_at: list[list[int]] = field(default_factory=list)  # per choice: tail positions that predict a token
+    tail_targets: list[list[int]] = field(default_factory=list)
 
 
 def default_max_length(model) -> int:
@@ -84,26 +94,29 @@ def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
     return tokenizer(texts, verbose=False)["input_ids"] if texts else []
 
 
-def pack_item(choices: list[tuple[list[int], list[int]]], max_length: int) -> PackedItem:
-    """One row scoring all choices of an item: their common input prefix once, then each choice's tail."""
+def split_item(choices: list[tuple[list[int], list[int]]], max_length: int) -> SharedItem:
+    """The inputs of an item's choices as one shared prefix and a tail per choice (lm-eval's windows)."""
     inputs, targets = [], []
     for context_enc, continuation_enc in choices:
         inputs.append((context_enc + continuation_enc)[-(max_length + 1):][:-1])
         # lm-eval refuses a continuation longer than the window; we score the tail that fits (see score_items)
         targets.append(continuation_enc[-max_length:])
     shared = _common_prefix_length(inputs)
-    row = PackedItem(inputs[0][:shared], list(range(shared)), [0] * shared, [], [], [])
+    item = SharedItem(inputs[0][:shared], [seq[shared:] for seq in inputs])
     for choice, (seq, target) in enumerate(zip(inputs, targets, strict=True)):
-        offset = len(row.tokens)
-        row.tokens += seq[shared:]
-        row.positions += range(shared, len(seq))
-        row.segments += [choice + 1] * (len(seq) - shared)
+        at, tail_targets = [], []
         # input position k predicts token k + 1; the last len(target) positions predict the continuation
-        for k in range(len(seq) - len(target), len(seq)):
-            row.predict_at.append(k if k < shared else offset + k - shared)
-        row.targets += target
-        row.choice_of_target += [choice] * len(target)
-    return row
+        for k, token in zip(range(len(seq) - len(target), len(seq)), target, strict=True):
+            if k < shared:
+                item.prefix_at.append(k)
+                item.prefix_targets.append(token)
+                item.prefix_choice.append(choice)
+            else:
+                at.append(k - shared)
+                tail_targets.append(token)
+        item.tail_at.append(at)
+        item.tail_targets.append(tail_targets)
+    return item
 
 
 def _common_prefix_length(seqs: list[list[int]]) -> int:
@@ -114,48 +127,136 @@ def _common_prefix_length(seqs: list[list[int]]) -> int:
     return shortest
 
 
-def _batch_tensors(rows: list[PackedItem], dtype: torch.dtype, device) -> dict[str, torch.Tensor]:
-    """Right-padded ids and positions, and the additive 4D mask: a token sees earlier positions of the shared
-    prefix and of its own segment. Padding only sees padding, so no attention row is empty."""
-    width = max(len(r.tokens) for r in rows)
-    tokens = torch.zeros(len(rows), width, dtype=torch.long)
-    positions = torch.zeros(len(rows), width, dtype=torch.long)
-    segments = torch.full((len(rows), width), -1, dtype=torch.long)
-    for i, row in enumerate(rows):
-        n = len(row.tokens)
-        tokens[i, :n] = torch.tensor(row.tokens)
-        positions[i, :n] = torch.tensor(row.positions)
-        segments[i, :n] = torch.tensor(row.segments)
-    positions, segments = positions.to(device), segments.to(device)
-    query_pos, key_pos = positions[:, :, None], positions[:, None, :]
-    query_seg, key_seg = segments[:, :, None], segments[:, None, :]
-    visible = (key_pos <= query_pos) & ((key_seg == query_seg) | ((key_seg == 0) & (query_seg >= 0)))
-    mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, torch.finfo(dtype).min)
-    return {"input_ids": tokens.to(device), "position_ids": positions, "attention_mask": mask[:, None]}
+def _kv_bytes_per_token(model) -> int:
+    """Bytes of cached keys and values one token takes across all layers (fp32)."""
+    config = model.config.get_text_config()
+    heads = getattr(config, "num_attention_heads", 1)
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return 2 * config.num_hidden_layers * kv_heads * head_dim * 4
+
+
+def token_budget(model) -> int:
+    """Tokens per forward pass: a fixed work unit on a CPU; on a GPU, what half its free memory holds (the
+    activations of one layer in fp32 plus every layer's keys and values, per token)."""
+    if model.device.type != "cuda":
+        return CPU_TOKENS
+    config = model.config.get_text_config()
+    free, _ = torch.cuda.mem_get_info(model.device)
+    per_token = _kv_bytes_per_token(model) + 4 * (6 * config.hidden_size + 3 * config.intermediate_size)
+    return int(min(2**17, max(256, GPU_MEMORY_SHARE * free // per_token)))
+
+
+def _cache_budget(model, max_tokens: int) -> int:
+    """Cached positions (keys) one tail pass may copy: bounded in bytes on a CPU, by the token budget on a GPU."""
+    if model.device.type == "cuda":
+        return 4 * max_tokens
+    return max(max_tokens, CPU_CACHE_BYTES // _kv_bytes_per_token(model))
+
+
+def _batches(lengths: list[int], order: list[int], max_tokens: int, max_rows: int) -> list[list[int]]:
+    """Consecutive runs of `order` (sorted by decreasing length) whose padded size rows x longest fits."""
+    out, current = [], []
+    for i in order:
+        if current and (len(current) >= max_rows or (len(current) + 1) * lengths[current[0]] > max_tokens):
+            out.append(current)
+            current = []
+        current.append(i)
+    return [*out, current] if current else out
+
+
+def _right_padded(seqs: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.zeros(len(seqs), width, dtype=torch.long)
+    valid = torch.zeros(len(seqs), width, dtype=torch.long)
+    for i, seq in enumerate(seqs):
+        ids[i, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        valid[i, :len(seq)] = 1
+    return ids.to(device), valid.to(device)
+
+
+def _select_cache(model, cache, rows: torch.Tensor):
+    """A new cache holding the prefix keys and values of `rows` (one per tail), for one tail pass."""
+    from transformers import DynamicCache
+
+    pairs = ([(layer.keys, layer.values) for layer in cache.layers] if hasattr(cache, "layers")
+             else zip(cache.key_cache, cache.value_cache, strict=True))  # transformers < 4.56
+    data = [(keys.index_select(0, rows), values.index_select(0, rows)) for keys, values in pairs]
+    return DynamicCache(ddp_cache_data=data, config=model.config)
+
+
+def _cache_argument(decoder) -> str:
+    """The name under which the decoder takes a cache: `cache` from transformers 5.2x, else past_key_values."""
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
 @torch.inference_mode()
-def _score_rows(model, rows: list[PackedItem], bf16: bool = False) -> list[np.ndarray]:
-    """Summed continuation log-likelihood per choice, for a batch of packed rows.
+def _score_batch(model, batch: list[SharedItem], bf16: bool, max_tokens: int) -> list[np.ndarray]:
+    """Summed continuation log-likelihood per choice, for a batch of items.
 
+    Pass 1 runs the prefixes, right padded and causal (pads come after every real token, so no mask). Pass 2
+    runs the tails, cut into sub-batches by the token budget, each tail attending to its own item's cached
+    prefix (the 2D mask hides the padding of shorter prefixes) with positions continuing the prefix's.
     With bf16 the decoder's matrix products run under bf16 autocast; the output head and the log-softmax
     stay fp32 (the head of a continuation token is a small share of the work, and its rounding the largest)."""
-    decoder, head = model.get_decoder(), model.get_output_embeddings()
-    batch = _batch_tensors(rows, model.dtype, model.device)
-    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-        hidden = decoder(**batch, use_cache=False).last_hidden_state
+    decoder, device = model.get_decoder(), model.device
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    hidden, targets, owners = [], [], []  # per predicted token: hidden state, target id, (item, choice)
+    width = max(len(item.prefix) for item in batch)
+    tails = [(i, c) for i, item in enumerate(batch) for c, tail in enumerate(item.tails) if tail]
+    cache = None
+    if width:
+        ids, _ = _right_padded([item.prefix or [0] for item in batch], device)
+        with autocast:
+            out = decoder(input_ids=ids, use_cache=bool(tails))
+        rows = _index([i for i, item in enumerate(batch) for _ in item.prefix_at], device)
+        cols = _index([k for item in batch for k in item.prefix_at], device)
+        hidden.append(out.last_hidden_state[rows, cols])
+        targets += [t for item in batch for t in item.prefix_targets]
+        owners += [(i, c) for i, item in enumerate(batch) for c in item.prefix_choice]
+        cache = getattr(out, "cache", None) or out.past_key_values
+    if tails:
+        tails.sort(key=lambda ic: -len(batch[ic[0]].tails[ic[1]]))
+        lengths = [len(batch[i].tails[c]) for i, c in tails]
+        max_rows = max(1, _cache_budget(model, max_tokens) // (width + lengths[0]))
+        for part in _batches(lengths, list(range(len(tails))), max_tokens, max_rows):
+            chosen = [tails[j] for j in part]
+            ids, valid = _right_padded([batch[i].tails[c] for i, c in chosen], device)
+            starts = _index([len(batch[i].prefix) for i, _ in chosen], device)
+            kwargs = {"position_ids": starts[:, None] + torch.arange(ids.shape[1], device=device)}
+            if cache is not None:
+                prefix_valid = (torch.arange(width, device=device)[None] < starts[:, None]).long()
+                item_rows = _index([i for i, _ in chosen], device)
+                kwargs.update({_cache_argument(decoder): _select_cache(model, cache, item_rows)},
+                              attention_mask=torch.cat([prefix_valid, valid], dim=1))
+            with autocast:
+                out = decoder(input_ids=ids, use_cache=cache is not None, **kwargs)
+            rows = _index([r for r, (i, c) in enumerate(chosen) for _ in batch[i].tail_at[c]], device)
+            cols = _index([k for i, c in chosen for k in batch[i].tail_at[c]], device)
+            hidden.append(out.last_hidden_state[rows, cols])
+            targets += [t for i, c in chosen for t in batch[i].tail_targets[c]]
+            owners += [(i, c) for i, c in chosen for _ in batch[i].tail_at[c]]
+    token_ll = _target_logprobs(model, torch.cat(hidden), _index(targets, device))
+    sums = [np.zeros(len(item.tails)) for item in batch]
+    for (i, c), ll in zip(owners, token_ll, strict=True):
+        sums[i][c] += ll
+    return sums
+
+
+def _index(values: list[int], device) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.long, device=device)
+
+
+def _target_logprobs(model, hidden: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
+    """log P(target) at each hidden state: the output head and log-softmax in fp32, in memory-sized chunks."""
+    head = model.get_output_embeddings()
     hidden = hidden.to(head.weight.dtype)
-    row_index = torch.tensor([i for i, r in enumerate(rows) for _ in r.predict_at], device=model.device)
-    col_index = torch.tensor([k for r in rows for k in r.predict_at], device=model.device)
-    targets = torch.tensor([t for r in rows for t in r.targets], device=model.device)
-    logprobs = torch.log_softmax(head(hidden[row_index, col_index]).float(), dim=-1)
-    token_ll = logprobs.gather(1, targets[:, None])[:, 0].double().cpu().numpy()
-    out, start = [], 0
-    for row in rows:
-        n = len(row.targets)
-        out.append(np.bincount(row.choice_of_target, weights=token_ll[start:start + n]))
-        start += n
-    return out
+    chunk = max(1, HEAD_BYTES // (4 * head.weight.shape[0]))
+    out = []
+    for start in range(0, len(hidden), chunk):
+        logprobs = torch.log_softmax(head(hidden[start:start + chunk]).float(), dim=-1)
+        out.append(logprobs.gather(1, targets[start:start + chunk, None])[:, 0])
+    return torch.cat(out).double().cpu().numpy()
 
 
 def _check_model(model) -> None:
@@ -169,28 +270,34 @@ def _check_model(model) -> None:
 
 
 def score_items(model, tokenizer, items: Sequence[Item], batch_size: int = 32, max_length: int | None = None,
-                progress: bool = True, precision: str = "fp32") -> pd.DataFrame:
+                progress: bool = True, precision: str = "fp32", max_tokens: int | None = None) -> pd.DataFrame:
     """Log-likelihood of every choice of every item: the tidy `items` table (one row per item and choice).
 
-    `precision` fp32 or bf16 (decoder under bf16 autocast, see `_score_rows`)."""
-    if precision not in ("fp32", "bf16"):
-        raise BadValue(f"precision = {precision!r}; the scorer computes in fp32 or bf16 (resolve auto first)")
-    if batch_size < 1:
-        raise BadValue(f"batch_size = {batch_size}; it must be at least 1")
+    `batch_size` caps the items of one forward pass and `max_tokens` (default `token_budget(model)`) its
+    padded tokens; neither changes a log-likelihood beyond float rounding. `precision` fp32 or bf16 (the
+    decoder under bf16 autocast, the output head and log-softmax in fp32)."""
+    if precision not in PRECISIONS:
+        raise BadValue(f"precision = {precision!r}; the scorer computes in {' or '.join(PRECISIONS)} "
+                       "(resolve auto first)")
+    if batch_size < 1 or (max_tokens is not None and max_tokens < 1):
+        raise BadValue(f"batch_size = {batch_size}, max_tokens = {max_tokens}; both must be at least 1")
     _check_model(model)
     model.eval()
     max_length = max_length or default_max_length(model)
+    max_tokens = max_tokens or token_budget(model)
     encoded = encode_items(tokenizer, items)
     too_long = sum(len(cont) > max_length for choices in encoded for _, cont in choices)
     if too_long:
         warnings.warn(f"{too_long} continuations are longer than max_length = {max_length} tokens; each is scored "
                       "on its last max_length tokens (n_tokens says how many)", stacklevel=2)
-    rows = [pack_item(choices, max_length) for choices in encoded]
-    order = sorted(range(len(rows)), key=lambda i: -len(rows[i].tokens))
-    logliks: list[np.ndarray | None] = [None] * len(rows)
-    for start in tqdm(range(0, len(order), batch_size), desc="scoring", unit="batch", disable=not progress):
-        chunk = order[start:start + batch_size]
-        for i, ll in zip(chunk, _score_rows(model, [rows[i] for i in chunk], precision == "bf16"), strict=True):
+    shared = [split_item(choices, max_length) for choices in encoded]
+    lengths = [max(1, len(s.prefix)) for s in shared]
+    order = sorted(range(len(shared)), key=lambda i: (-lengths[i], -max(map(len, shared[i].tails))))
+    logliks: list[np.ndarray | None] = [None] * len(shared)
+    for chunk in tqdm(_batches(lengths, order, max_tokens, batch_size), desc="scoring", unit="batch",
+                      disable=not progress):
+        for i, ll in zip(chunk, _score_batch(model, [shared[i] for i in chunk], precision == "bf16", max_tokens),
+                         strict=True):
             logliks[i] = ll
     records = [
         (item.benchmark, item.item_id, choice, logliks[i][choice], min(len(encoded[i][choice][1]), max_length),

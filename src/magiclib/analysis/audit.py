@@ -46,6 +46,8 @@ def items_needed(ms_mixture: float, ms_residual: float, n_items: int, k: int, al
 
     theta = sigma2_mixture / sigma2_residual; F / (1 + n theta) ~ F(k - 1, (k - 1)(n - 1)).
     """
+    if not ms_residual > 0:  # no item noise (or no data): the question does not arise
+        return np.nan
     theta = (ms_mixture - ms_residual) / (n_items * ms_residual)
     if not np.isfinite(theta) or theta <= 0:
         return np.nan

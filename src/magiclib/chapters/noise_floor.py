@@ -73,8 +73,8 @@ class NoiseFloor:
                 "scale": scale, "metric": NAMES.get(metric, metric), "noise floor": group["noise_floor"].iloc[0],
                 "seeds": int(group["n_seeds"].max()), "items": int(group["n_items"].median()),
                 "measurable": f"{len(measurable)} of {len(group)}",
-                "median reliability PT / SFT": f"{group['reliability_pt'].median():.2f} / "
-                                               f"{group['reliability_sft'].median():.2f}",
+                "median reliability PT / SFT": f"{_reliability(group['reliability_pt'].median())} / "
+                                               f"{_reliability(group['reliability_sft'].median())}",
                 "rankings persist": int((group["verdict"] == PERSIST).sum()),
                 "rankings reverse": int((group["verdict"] == REVERSE).sum()),
             })
@@ -98,7 +98,7 @@ class NoiseFloor:
         out = pd.DataFrame({
             "scale": rows["scale"], "benchmark": rows["benchmark"],
             "signal": np.where(rows["measurable"], "above noise", "below noise"),
-            "reliability PT / SFT": [f"{a:.2f} / {b:.2f}" for a, b in
+            "reliability PT / SFT": [f"{_reliability(a)} / {_reliability(b)}" for a, b in
                                      zip(rows["reliability_pt"], rows["reliability_sft"], strict=True)],
             "naive r": rows["naive_r"].round(2),
             "split r": rows["split_r"].round(2),
@@ -121,6 +121,12 @@ class NoiseFloor:
         """The metric measurable on the most (scale, benchmark) cells (ties: the first in the audit's order)."""
         share = self.audit.groupby("metric", sort=False)["measurable"].mean()
         return str(share.idxmax())
+
+    def styled(self, name: str, caption: str, **arguments):
+        """One of signal / planning / transfer_table / verdict_matrix as a captioned table for the book."""
+        table = getattr(self, name)(**arguments)
+        styler = table.style.format(precision=2, na_rep="-").set_caption(caption)
+        return styler if name == "verdict_matrix" else styler.hide(axis="index")
 
     def chart(self, metric: str) -> alt.Chart | None:
         """The four estimates per benchmark of one metric, one panel per scale; faint where below noise."""
@@ -225,6 +231,11 @@ class NoiseFloor:
         return (f"{report.counted(len(flagged), 'corrected value')} of {len(self.audit)} fall outside [-1, 1] "
                 "(flagged, not clipped): there the reliabilities are estimated too low for the observed r, "
                 "which happens when the signal is near the noise floor.")
+
+
+def _reliability(value: float) -> str:
+    """A reliability for a table cell: '0.83', '< 0' (Hoyt's estimate has no lower bound) or '-' (undefined)."""
+    return "-" if pd.isna(value) else "< 0" if value < 0 else f"{value:.2f}"
 
 
 def _count(value: float) -> str:

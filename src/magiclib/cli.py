@@ -5,6 +5,8 @@
     magic pretrain --preset mini --mixture V1-P0 --scale mini-s
     magic sft      --preset mini --mixture V1-P0 --scale mini-s
     magic evaluate --preset mini --mixture V1-P0 --scale mini-s --stage SFT
+    magic evaluate --model DIR_OR_HUB_ID [--benchmarks ...] [--limit N | --sample N] [--out DIR]
+    magic evaluate --manifest checkpoints.yaml --results DIR   score a model family trained elsewhere
     magic study    --preset mini [--executor local|slurm] [--workers N] [--dry-run]
     magic scores   --preset mini                     the scores table as CSV on stdout
     magic book     --preset mini                     execute the chapters and build the HTML book
@@ -23,7 +25,7 @@ import sys
 import yaml
 
 from .config import ConfigError, load_config, to_dict
-from .errors import user_message
+from .errors import BadValue, user_message
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,12 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     add("config", "print the resolved config")
     add("data", "build tokenizer, filtered pools and the mixtures' token shards")
     for name in ("pretrain", "sft", "evaluate"):
-        p = add(name, f"run one {name} step")
-        p.add_argument("--mixture", required=True)
-        p.add_argument("--scale", required=True)
-        p.add_argument("--seed", type=int, default=None)
+        p = add(name, f"run one {name} step" + (" (or score --model / --manifest checkpoints)" if name == "evaluate"
+                                                else ""))
+        p.add_argument("--mixture", required=name != "evaluate")
+        p.add_argument("--scale", required=name != "evaluate")
+        p.add_argument("--seed", type=int, default=None, help="the run's seed (with --sample: the sample's)")
         if name == "evaluate":
-            p.add_argument("--stage", choices=["PT", "SFT"], required=True)
+            p.add_argument("--stage", choices=["PT", "SFT"])
+            _add_checkpoint_options(p)
         p.add_argument("--notebook", action="store_true",
                        help="run through the papermill run notebook (keeps an executed copy as the record)")
     p = add("study", "plan and run the whole grid (resumable)")
@@ -78,8 +82,56 @@ def _analyse(items: str, out: str | None) -> int:
     return 0
 
 
+def _add_checkpoint_options(p: argparse.ArgumentParser) -> None:
+    """`magic evaluate --model DIR_OR_HUB_ID | --manifest FILE`: score checkpoints trained elsewhere."""
+    p.add_argument("--model", default=None, help="a causal LM folder (save_pretrained, safetensors) or hub id")
+    p.add_argument("--manifest", default=None, help="YAML/CSV of checkpoints: mixture, scale, stage, seed, path "
+                   "(scored into --results like a study)")
+    p.add_argument("--benchmarks", nargs="+", default=None, help="default: the study's 20")
+    p.add_argument("--limit", type=int, default=None, help="the first N items of each benchmark (lm-eval's --limit)")
+    p.add_argument("--sample", type=int, default=None, help="a fixed-seed subsample of N items (seed: --seed)")
+    p.add_argument("--out", default=None, help="--model's output folder (default: results/models/<name>)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="bf16: autocast, log-softmax in fp32; auto: bf16 on cuda, fp32 on cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--batch-size", type=int, default=32, help="most items per forward pass")
+
+
+def _evaluate_checkpoints(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import evaluate, paths
+
+    chosen = evaluate.selection(args.benchmarks, args.limit, args.sample, args.seed or 0)
+    options = {"device": args.device, "dtype": args.dtype, "threads": args.threads, "batch_size": args.batch_size}
+    if args.model:
+        out = Path(args.out) if args.out else paths.results_root("models") / Path(str(args.model)).name
+        print(evaluate.evaluate_model(args.model, out, chosen, **options))
+    else:
+        results = Path(args.results) if args.results else paths.results_root(Path(args.manifest).stem)
+        evaluate.evaluate_manifest(args.manifest, results, chosen, **options)
+        print(results)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "evaluate" and (args.model or args.manifest):  # checkpoints from elsewhere: no study config
+        try:
+            if args.model and args.manifest:
+                raise BadValue("give --model (one checkpoint) or --manifest (a list of them), not both")
+            return _evaluate_checkpoints(args)
+        except Exception as err:
+            message = user_message(err)
+            if message is None:
+                raise
+            print(f"magic: {message}", file=sys.stderr)
+            return 1
+    if args.command == "evaluate" and not (args.mixture and args.scale and args.stage):
+        print("magic: evaluate needs --mixture, --scale and --stage (a step of the study), or --model DIR_OR_HUB_ID, "
+              "or --manifest FILE", file=sys.stderr)
+        return 2
     if args.command == "analyse":  # needs no study config
         try:
             return _analyse(args.items, args.out)

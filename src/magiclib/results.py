@@ -103,8 +103,13 @@ def scores_table(cfg: StudyConfig, results: Path) -> pd.DataFrame:
     """The scores of every finished run of `cfg`; the tables are rebuilt first when they are out of date.
 
     The written tables belong to the study's own config (config.yaml): for another config they are built
-    in memory and left as they are.
+    in memory and left as they are. A folder scored from a manifest of checkpoints trained elsewhere
+    (`magic evaluate --manifest`) has no study config: its tables are assembled from its manifest.
     """
+    from . import evaluate
+
+    if (Path(results) / evaluate.MANIFEST_FILE).exists():
+        return evaluate.assemble_manifest_tables(results)["scores"]
     own = not (results / CONFIG_FILE).exists() or config_hash(to_dict(cfg)) == config_hash(
         to_dict(study_config(results)))
     if own and tables_current(cfg, results):

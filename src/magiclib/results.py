@@ -16,7 +16,7 @@ import yaml
 
 from . import io, paths, steps
 from .benchmarks import BENCHMARKS, benchmark_order, read_items
-from .config import StudyConfig, config_hash, load_config, to_dict
+from .config import StudyConfig, load_config, to_dict
 from .errors import BadValue, MissingFile
 
 CONFIG_FILE = "config.yaml"
@@ -102,7 +102,7 @@ def tables_current(cfg: StudyConfig, results: Path) -> bool:
 def scores_table(cfg: StudyConfig, results: Path) -> pd.DataFrame:
     """The scores of every finished run of `cfg`; the tables are rebuilt first when they are out of date.
 
-    The written tables belong to the study's own config (config.yaml): for another config they are built
+    The written tables belong to the study's own steps (config.yaml's): for a config that plans other steps they are built
     in memory and left as they are. A folder scored from a manifest of checkpoints trained elsewhere
     (`magic evaluate --manifest`) has no study config: its tables are assembled from its manifest.
     """
@@ -110,11 +110,15 @@ def scores_table(cfg: StudyConfig, results: Path) -> pd.DataFrame:
 
     if (Path(results) / evaluate.MANIFEST_FILE).exists():
         return evaluate.assemble_manifest_tables(results)["scores"]
-    own = not (results / CONFIG_FILE).exists() or config_hash(to_dict(cfg)) == config_hash(
-        to_dict(study_config(results)))
+    own = not (results / CONFIG_FILE).exists() or _run_folders(cfg, results) == _run_folders(
+        study_config(results), results)
     if own and tables_current(cfg, results):
         return pd.read_parquet(results / TABLES_DIR / "scores.parquet")
     return assemble_tables(cfg, results, write=own)["scores"]
+
+
+def _run_folders(cfg: StudyConfig, results: Path) -> list[Path]:
+    return [steps.step_dir(cfg, results, st) for st in steps.plan(cfg)]
 
 
 # --- reading -----------------------------------------------------------------------------------------

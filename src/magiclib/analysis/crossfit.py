@@ -31,6 +31,7 @@ import warnings
 import numpy as np
 from scipy import stats as sps
 
+from ..errors import BadValue
 from .stats import LEVEL, SEED, correlate, correlation, mean_correlation, percentile_interval
 
 SPLIT_SEED = 0
@@ -42,7 +43,7 @@ _BLOCK_FLOATS = 4_000_000
 def item_split(n_items: int, seed: int = SPLIT_SEED) -> np.ndarray:
     """A fixed half-split of n items: True for half A (n // 2 items), False for half B."""
     if n_items < 4:
-        raise ValueError(f"an item split needs at least 4 items (2 per half), got {n_items}")
+        raise BadValue(f"an item split needs at least 4 items (2 per half), got {n_items}")
     in_a = np.zeros(n_items, dtype=bool)
     in_a[np.random.default_rng(seed).permutation(n_items)[: n_items // 2]] = True
     return in_a

@@ -63,6 +63,7 @@ OUTSIDE_EVERY_HASH = {
     "StudyConfig.mixtures": "chooses which steps are planned; each mixture's own steps are keyed by its name",
     "StudyConfig.seeds": "chooses which steps are planned; each seed keys its own steps",
     "ScaleConfig.gpus": "where a run goes on a cluster, not what it computes",
+    "ScaleConfig.seeds": "chooses which steps are planned at that scale; each seed keys its own steps",
     "DataConfig.tasks": "parallel tokenisation tasks; the tokens written do not depend on it",
     "SlurmConfig.*": "cluster resources and throttling, not what is computed",
 }
@@ -139,3 +140,15 @@ def test_web_sources_and_proportions_key_the_data_they_shape():
     assert {k for k in base if base[k] != web[k]} == {"pools", "tokenizer", "sft_data", "mixture", "pretrain",
                                                       "sft", "evaluate"}
     assert {k for k in base if base[k] != props[k]} == {"mixture", "pretrain", "sft", "evaluate"}
+
+
+def test_per_scale_seeds_plan_more_runs_at_that_scale_only():
+    cfg = load_config("smoke", ["scales.tiny.seeds=[0,1,2]"])
+    assert (cfg.scale_seeds("tiny"), cfg.scale_seeds("tiny2"), cfg.all_seeds) == ([0, 1, 2], [0], [0, 1, 2])
+    runs = {(st.scale, st.seed) for st in steps.plan(cfg) if st.kind == "pretrain"}
+    assert runs == {("tiny", 0), ("tiny", 1), ("tiny", 2), ("tiny2", 0)}
+    # the seed-0 steps are the same folders as without the extra seeds
+    base = load_config("smoke")
+    assert {steps.step_hash(base, st) for st in steps.plan(base)} <= {steps.step_hash(cfg, st) for st in steps.plan(cfg)}
+    with pytest.raises(ValueError, match="distinct seeds"):
+        load_config("smoke", ["scales.tiny.seeds=[1,1]"])

@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             print(runner.data_table(runner.run_data(cfg, results)).to_string(index=False))
         elif args.command in ("pretrain", "sft", "evaluate"):
             step = steps.Step(args.command, args.mixture, args.scale, args.seed if args.seed is not None
-                              else cfg.seeds[0], getattr(args, "stage", None))
+                              else cfg.scale_seeds(args.scale)[0], getattr(args, "stage", None))
             if args.notebook:
                 failed = grid.run_notebook(write_config(cfg, results), results, step)
                 if failed:

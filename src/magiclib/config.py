@@ -162,6 +162,14 @@ class ScaleConfig:
     pretrain: TrainConfig = field(default_factory=TrainConfig)
     sft: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, max_steps=None, epochs=1.0))
     gpus: int = 1  # per run, on a cluster (torchrun inside the job when > 1)
+    # Training seeds at this scale (None: the study's `seeds`). Several seeds at one scale measure seed
+    # noise there (analysis.components) without paying for them at every scale. Not part of any step hash.
+    seeds: list[int] | None = None
+
+    def __post_init__(self):
+        if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
+            raise ConfigError(f"a scale's seeds = {self.seeds!r}; give distinct seeds, e.g. [0, 1, 2], or null "
+                              "for the study's seeds")
 
 
 @dataclass
@@ -239,6 +247,16 @@ class StudyConfig:
     def scale(self, name: str) -> ScaleConfig:
         _check_choice("scale", name, list(self.scales))
         return self.scales[name]
+
+    def scale_seeds(self, name: str) -> list[int]:
+        """The training seeds of one scale: its own `seeds`, else the study's."""
+        own = self.scale(name).seeds
+        return list(own) if own is not None else list(self.seeds)
+
+    @property
+    def all_seeds(self) -> list[int]:
+        """Every seed some scale trains with, in order of first use (each gets its mixtures' token shards)."""
+        return list(dict.fromkeys(seed for name in self.scales for seed in self.scale_seeds(name)))
 
 
 # --- loading, overrides, hashing ---------------------------------------------------------------------

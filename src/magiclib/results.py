@@ -163,7 +163,7 @@ def data_report(results: str | Path, name: str) -> pd.DataFrame:
     cfg = study_config(results)
     if name == "mixtures":
         rows = []
-        for seed in cfg.seeds:
+        for seed in cfg.all_seeds:
             for mixture in cfg.mixture_names:
                 stats = json.loads((steps.mixture_dir(cfg, results, mixture, seed) / "stats.json").read_text())
                 for pool, values in stats["pools"].items():

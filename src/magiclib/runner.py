@@ -76,7 +76,7 @@ def run_data(cfg: StudyConfig, results: Path) -> list[dict]:
              lambda out: sft_data.build_sft_dataset(cfg, tokenizer_dir(cfg, results), out, cfg.seeds[0])),
             ("eval_items", eval_items_dir(cfg, results), eval_items_hash(cfg),
              lambda out: _write_eval_items(cfg, out))]
-    for seed in cfg.seeds:
+    for seed in cfg.all_seeds:
         for mixture in cfg.mixture_names:
             jobs.append((f"mixture {mixture} s{seed}", mixture_dir(cfg, results, mixture, seed),
                          mixture_hash(cfg, mixture, seed),

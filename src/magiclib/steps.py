@@ -69,7 +69,8 @@ class Step:
 def plan(cfg: StudyConfig) -> list[Step]:
     """Every step of the study, in an order that respects dependencies (larger scales first per kind)."""
     scales = sorted(cfg.scales, key=lambda s: -scale_params(cfg, s))
-    grid = [(m, s, seed) for seed in cfg.seeds for s in scales for m in cfg.mixture_names]
+    grid = [(m, s, seed) for seed in cfg.all_seeds for s in scales if seed in cfg.scale_seeds(s)
+            for m in cfg.mixture_names]
     out = [Step("pretrain", m, s, seed) for m, s, seed in grid]
     out += [Step("sft", m, s, seed) for m, s, seed in grid]
     out += [Step("evaluate", m, s, seed, stage) for stage in STAGES for m, s, seed in grid]
@@ -95,8 +96,11 @@ def plan_summary(cfg: StudyConfig, results: Path) -> str:
     table = plan_table(cfg, results)
     summary = table.groupby("kind", sort=False)["done"].agg(["size", "sum"]).rename(
         columns={"size": "steps", "sum": "finished"})
+    seeds = {len(cfg.scale_seeds(s)) for s in cfg.scales}
+    per_scale = (f"{seeds.pop()} seed(s)" if len(seeds) == 1 else
+                 "seeds " + ", ".join(f"{s} {len(cfg.scale_seeds(s))}" for s in cfg.scales))
     return (f"study {cfg.name!r}: {len(cfg.mixture_names)} mixtures x {len(cfg.scales)} scales x "
-            f"{len(cfg.seeds)} seed(s); results in {results}\n{summary.to_string()}")
+            f"{per_scale}; results in {results}\n{summary.to_string()}")
 
 
 # --- hashes and folders ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ RESULTS ?= results/$(PRESET)
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: install book study test lint lab browser clean-book
+.PHONY: install book study test test-slurm slurm-install lint lab browser clean-book
 
 install: $(STAMP)
 
@@ -36,6 +36,14 @@ book: study
 test: $(STAMP) browser
 	$(VENV)/bin/ruff check src tests bench notebooks book
 	$(PY) -m pytest -q
+
+# The slurm executor against a real one-node cluster (scripts/slurm_cluster.sh; root, Debian packages).
+slurm-install:
+	@command -v slurmctld >/dev/null && command -v munged >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; }
+
+test-slurm: $(STAMP) slurm-install
+	$(PY) -m pytest -q -m slurm tests/test_slurm.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench notebooks book

@@ -7,7 +7,8 @@
     magic evaluate --preset mini --mixture V1-P0 --scale mini-s --stage SFT
     magic evaluate --model DIR_OR_HUB_ID [--benchmarks ...] [--limit N | --sample N] [--out DIR]
     magic evaluate --manifest checkpoints.yaml --results DIR   score a model family trained elsewhere
-    magic study    --preset mini [--executor local|slurm] [--workers N] [--dry-run]
+    magic study    --preset mini [--executor local|slurm] [--workers N] [--dry-run] [--wait]
+    magic status   --preset mini                     per stage: done, queued, running, failed (with logs)
     magic scores   --preset mini                     the scores table as CSV on stdout
     magic book     --preset mini                     execute the chapters and build the HTML book
     magic analyse  --items items.parquet [--out DIR]  noise-aware transfer tables of any per-item table (CSV)
@@ -57,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="local: papermill notebooks; inline: same steps without papermill; slurm: submitit")
     p.add_argument("--workers", type=int, default=None, help="local worker processes (default: cores)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (and job scripts) only")
+    p.add_argument("--wait", action="store_true", help="slurm: wait for the jobs, then assemble the tables")
+    add("status", "per stage, the steps done, queued, running and failed (with each failure's log and error)")
     add("scores", "print the assembled scores table as CSV")
     add("book", "execute the chapter notebooks against the results and build the HTML book")
     p = sub.add_parser("analyse", help="transfer tables (naive, split, corrected, mixture-component r, verdicts) "
@@ -175,9 +178,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.executor == "slurm":
                 from . import slurm
 
-                return slurm.submit(cfg, results, write_config(cfg, results), dry_run=args.dry_run)
+                return slurm.submit(cfg, results, write_config(cfg, results), dry_run=args.dry_run,
+                                    wait=args.wait)
             return 0 if args.dry_run else grid.run_study(cfg, results, executor=args.executor,
                                                          workers=args.workers)
+        elif args.command == "status":
+            from . import slurm
+
+            return slurm.status(cfg, results)
         elif args.command == "scores":
             scores_table(cfg, results).to_csv(sys.stdout, index=False)
         elif args.command == "book":

@@ -196,15 +196,59 @@ class EvalConfig:
 
 
 @dataclass
+class StageResources:
+    """What one Slurm job of a stage asks for. GPUs follow the scale: `gpus` for training, one for scoring
+    when the scale has any, none for the data job."""
+
+    cpus: int = 8
+    mem_gb: int = 64
+    time_min: int = 240  # per job; a longer training run checkpoints at the limit and is requeued
+
+    def __post_init__(self):
+        for name in ("cpus", "mem_gb", "time_min"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"slurm.<stage>.{name} = {getattr(self, name)}; it must be a positive integer")
+
+
+@dataclass
 class SlurmConfig:
-    """Cluster resources for the slurm executor (submitit)."""
+    """The slurm executor (submitit): where jobs go, what each stage asks for, and how arrays are throttled."""
 
     partition: str | None = None
     account: str | None = None
-    time_min: int = 240
-    cpus_per_task: int = 8
-    mem_gb: int = 64
-    max_parallel: int = 64
+    qos: str | None = None
+    constraint: str | None = None  # node features, e.g. "h100" or "cpu&avx512"
+    gpu_type: str | None = None  # e.g. "h100": GPUs are asked for as --gpus-per-node=h100:<n>
+    setup: list[str] = field(default_factory=list)  # shell lines before each task (module load, activation)
+    extra: dict[str, str] = field(default_factory=dict)  # more sbatch options, e.g. {"mail-type": "FAIL"}
+    max_parallel: int = 64  # tasks of one array running at once (%N)
+    signal_delay_s: int = 300  # SIGUSR2 this long before the time limit: time to checkpoint and requeue
+    max_requeues: int = 10  # time limits one run may meet (it resumes from its checkpoint after each)
+    notebooks: bool = False  # each task runs its papermill run notebook (kept as a record; a kernel start more)
+    data: StageResources = field(default_factory=lambda: StageResources(cpus=8, mem_gb=32, time_min=240))
+    pretrain: StageResources = field(default_factory=StageResources)
+    sft: StageResources = field(default_factory=StageResources)
+    evaluate: StageResources = field(default_factory=lambda: StageResources(cpus=8, mem_gb=32, time_min=120))
+    # Before per-stage resources one size fitted every job; config.yaml files of older results still say so.
+    time_min: int | None = None
+    cpus_per_task: int | None = None
+    mem_gb: int | None = None
+
+    def __post_init__(self):
+        for old, new in (("time_min", "time_min"), ("cpus_per_task", "cpus"), ("mem_gb", "mem_gb")):
+            if getattr(self, old) is not None:  # an old config: the one size for every stage
+                for stage in (self.data, self.pretrain, self.sft, self.evaluate):
+                    setattr(stage, new, getattr(self, old))
+        if self.max_parallel <= 0 or self.max_requeues < 0:
+            raise ConfigError(f"slurm.max_parallel = {self.max_parallel}, slurm.max_requeues = {self.max_requeues}; "
+                              "give a positive throttle and a non-negative number of requeues")
+        for stage in ("pretrain", "sft"):
+            limit = getattr(self, stage).time_min * 60
+            if not 0 < self.signal_delay_s < limit:
+                raise ConfigError(f"slurm.signal_delay_s = {self.signal_delay_s} must be positive and shorter than "
+                                  f"slurm.{stage}.time_min ({limit} s): the warning comes that long before the limit")
+        if not all(isinstance(line, str) for line in self.setup):
+            raise ConfigError(f"slurm.setup = {self.setup!r}; give a list of shell lines")
 
 
 @dataclass

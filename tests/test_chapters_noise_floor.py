@@ -6,7 +6,7 @@ import pytest
 from magiclib import io, metrics, plots
 from magiclib.analysis import make_items
 from magiclib.chapters import noise_floor
-from magiclib.chapters.noise_floor import NoiseFloor, intro_noise_line
+from magiclib.chapters.noise_floor import NoiseFloor, intro_noise_line, intro_verdict
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,10 @@ def test_section_tables_facts_and_chart(study, monkeypatch):
     assert "mini-s, gold log-likelihood per character: rankings persist on arc_easy" in facts["noise_verdicts"]
     assert "at mini-s, items and seeds" in facts["noise_floors"]
     assert intro_noise_line(noise, "RQ2").startswith("accuracy above its noise floor on")
+    assert "of 2 benchmarks at mini-s" in intro_noise_line(noise, "RQ1")
+    assert intro_verdict(noise, "RQ1").startswith("rankings persist in")
+    assert "arc_easy" in intro_verdict(noise, "RQ2") and "rte" not in intro_verdict(noise, "RQ2")
+    assert intro_verdict(noise, "RQ3") is None
     assert "<img" in plots.render(noise.chart("gold_ll_char"))
     # a second build reads the cache instead of recomputing
     monkeypatch.setattr(noise_floor.analysis, "transfer_audit", lambda *a, **k: pytest.fail("recomputed"))

@@ -186,7 +186,7 @@ class NoiseFloor:
         for scale in self.scales:
             rows = self.audit[(self.audit["scale"] == scale) & (self.audit["metric"] == metric)]
             persist = self.verdict_names(scale, metric, PERSIST)
-            parts.append(f"{int(rows['measurable'].sum())} of {len(rows)} at {scale}"
+            parts.append(f"{int(rows['measurable'].sum())} of {len(rows)} benchmarks at {scale}"
                          + (f" (persist: {', '.join(persist)})" if persist else ""))
         return f"{NAMES.get(metric, metric)} above its noise floor on " + "; ".join(parts)
 
@@ -253,5 +253,30 @@ def intro_noise_line(noise: NoiseFloor, rq: str) -> str:
     """The intro's noise clause for one RQ, from the audit (replaces the item-SE-only line)."""
     lines = {"RQ1": ["accuracy", "confidence"], "RQ2": ["accuracy"], "RQ3": ["accuracy", "confidence"],
              "RQ4": ["accuracy", "confidence"]}[rq]
-    best = noise.facts()["noise_best_metric"]
-    return "; ".join(noise.line(m) for m in lines) + f" (most often measurable: {best})"
+    best = noise.best_metric
+    if best not in lines:
+        lines = [*lines, best]
+    return "; ".join(noise.line(m) for m in lines)
+
+
+def intro_verdict(noise: NoiseFloor, rq: str) -> str | None:
+    """A noise-aware verdict for RQ1 and RQ2 (None: keep the chapter's own), from the audit's verdicts."""
+    audit = noise.audit
+    measurable = audit[audit["measurable"]]
+    persist = audit[audit["verdict"] == PERSIST]
+    if rq == "RQ1":
+        if measurable.empty:
+            return "not measurable at this scale: no benchmark's mixture signal clears its noise floor"
+        if persist.empty:
+            return "no persistence beyond noise where the mixtures can be told apart"
+        return (f"rankings persist in {len(persist)} of {len(measurable)} measurable (scale, benchmark, metric) "
+                "cells")
+    if rq == "RQ2":
+        names = list(pd.unique(persist.loc[persist["metric"] == "accuracy", "benchmark"]))
+        others = sorted(set(persist["benchmark"]) - set(names))
+        if not names and not others:
+            return "no benchmark is a robust predictor beyond item and seed noise at this scale"
+        return ("robust predictors (measurable signal, persisting ranking): "
+                + report.listing(names, "none on accuracy")
+                + (f"; on continuous or confidence metrics also {', '.join(others)}" if others else ""))
+    return None

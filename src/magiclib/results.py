@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from . import io, paths, steps
+from . import io, paths, precision, steps
 from .benchmarks import BENCHMARKS, benchmark_order, read_items
 from .config import StudyConfig, load_config, to_dict
 from .errors import BadValue, MissingFile
@@ -32,9 +32,11 @@ def results_dir(cfg: StudyConfig, override: str | Path | None = None) -> Path:
 
 
 def write_config(cfg: StudyConfig, results: Path) -> Path:
-    """The resolved config of this study, the one file every run notebook loads."""
+    """The resolved config of this study, the one file every run notebook loads. Its `auto` precisions are
+    written as this machine decides them (precision.resolve_study), so every step, wherever it runs, and every
+    later reader of the folder sees the precision the study computes in."""
     path = results / CONFIG_FILE
-    io.write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    io.write_text(path, yaml.safe_dump(to_dict(precision.resolve_study(cfg)), sort_keys=False))
     return path
 
 

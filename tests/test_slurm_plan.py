@@ -152,3 +152,12 @@ def test_submitit_local_executor_runs_the_same_tasks_through_their_notebooks(tmp
     for st in steps.plan(cfg):  # each run is done and keeps its executed papermill notebook as its record
         assert steps.is_done(cfg, tmp_path, st)
         assert (steps.step_dir(cfg, tmp_path, st) / "run.ipynb").exists()
+
+
+def test_status_of_a_study_never_submitted_needs_no_cluster(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")  # no squeue anywhere
+    cfg = load_config("smoke", ["mixtures=[V1-P0]"])
+    assert slurm.status(cfg, tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "todo" in out and "FAILED" not in out
+    assert (slurm.step_states(cfg, tmp_path).state == "todo").all()

@@ -291,6 +291,8 @@ class JobBook:
     def live(self) -> dict:
         """The recorded entries whose job is still queued or running, with that state."""
         entries = self.load()
+        if not entries:
+            return {}
         states = queue_states()
         return {key: {**entry, "state": LIVE_STATES[states[entry["job"]]]} for key, entry in entries.items()
                 if states.get(entry["job"]) in LIVE_STATES}
@@ -299,7 +301,8 @@ class JobBook:
 def queue_states() -> dict[str, str]:
     """State of each of this user's jobs and array tasks in the queue (ids as `123` or `123_4`)."""
     if shutil.which("squeue") is None:
-        return {}
+        raise NotReady("squeue is not on PATH: this study's jobs were submitted to Slurm, and their state can only "
+                       "be read where the cluster's commands are")
     out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%T"], capture_output=True,
                          text=True)
     if out.returncode:
@@ -309,7 +312,8 @@ def queue_states() -> dict[str, str]:
 
 def step_states(cfg: StudyConfig, results: Path) -> pd.DataFrame:
     """One row per step: stage, scale, label and state (done | queued | running | failed | todo), job and log."""
-    entries, states = JobBook(results / "slurm").load(), queue_states()
+    entries = JobBook(results / "slurm").load()
+    states = queue_states() if entries else {}  # a study never submitted to Slurm needs no controller
     data = entries.get("data", {})
     data_state = "done" if _data_done(cfg, results) else (
         LIVE_STATES.get(states.get(data.get("job", ""), "")) or ("failed" if data else "todo"))

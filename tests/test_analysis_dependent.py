@@ -90,3 +90,20 @@ def test_mean_steiger_of_one_pair_is_steiger_and_of_twins_is_zero():
     assert np.isfinite(z) and 0 < p <= 1
     swapped_z, _ = mean_steiger_z((other[0], other[1]), (rows[0], rows[1]))
     assert swapped_z == pytest.approx(-z)  # the direction of the difference, not its size, flips
+
+
+def test_mean_steiger_holds_its_level_on_normal_scores():
+    # H0: equal transfer at both scales; 3 benchmarks sharing 9 mixtures. Fixed seed: cannot flake.
+    rng = np.random.default_rng(5)
+    rho, c = 0.5, 0.7
+    within = np.array([[1, rho, c, rho * c], [rho, 1, rho * c, c], [c, rho * c, 1, rho], [rho * c, c, rho, 1]])
+    R = np.kron(within, np.full((3, 3), 0.4) + 0.6 * np.eye(3))
+    draws = rng.multivariate_normal(np.zeros(12), R, size=(400, 9))
+    rejections = [mean_steiger_z(*np.split(d.T.reshape(4, 3, 9), 2))[1] < 0.05 for d in draws]
+    assert np.mean(rejections) <= 0.07
+    # and it is not a test that never rejects: transfer 0.8 at one scale, none at the other
+    within[:2, 2:] = within[2:, :2] = 0
+    within[0, 1] = within[1, 0] = 0.8
+    within[2, 3] = within[3, 2] = 0
+    draws = rng.multivariate_normal(np.zeros(12), np.kron(within, np.full((3, 3), 0.4) + 0.6 * np.eye(3)), (200, 9))
+    assert np.mean([mean_steiger_z(*np.split(d.T.reshape(4, 3, 9), 2))[1] < 0.05 for d in draws]) > 0.5

@@ -116,3 +116,28 @@ def test_bad_tables_say_what_is_wrong():
         metrics.score_table(HAND.drop(columns=["n_chars"]))
     with pytest.raises(ValueError, match="unknown benchmark"):
         metrics.score_table(HAND.assign(benchmark="nope"))
+
+
+@pytest.mark.skipif(__import__("magiclib").paths.find_mirror() is None, reason="needs the local data mirror")
+def test_lm_eval_divisor_divides_partial_scoring_choices_by_their_context_length():
+    from magiclib.benchmarks import load_items
+
+    wino = load_items("winogrande")[:6]
+    rng = np.random.default_rng(0)
+    rows = [{"benchmark": "winogrande", "item": item.item_id, "choice": c, "loglik": float(rng.normal(-20, 3)),
+             "n_tokens": 5, "n_chars": len(item.continuations[c]), "gold": item.gold}
+            for item in wino for c in range(2)]
+    rows += [{"benchmark": "copa", "item": "0", "choice": c, "loglik": ll, "n_tokens": 2, "n_chars": n, "gold": 0}
+             for c, (ll, n) in enumerate([(-3.0, 5), (-4.0, 10)])]
+    items = pd.DataFrame(rows)
+    ours = metrics.item_table(items)
+    theirs = metrics._per_item(items, "lm_eval")
+    wino_ll = items[items["benchmark"] == "winogrande"]["loglik"].to_numpy().reshape(-1, 2)
+    lengths = np.array([[len(ctx) for ctx in item.contexts] for item in wino])
+    assert theirs["pred_norm"].tolist()[:6] == np.argmax(wino_ll / lengths, axis=1).tolist()
+    assert metrics._per_item(items)["pred_norm"].tolist()[:6] == np.argmax(wino_ll, axis=1).tolist()
+    assert theirs["pred_norm"].iloc[6] == 1  # copa keeps the continuation's characters
+    # the primary rule of winogrande is acc, so what the study reports does not move
+    assert metrics.item_table(items, "lm_eval")["pred"].tolist() == ours["pred"].tolist()
+    with pytest.raises(ValueError, match="acc_norm_divisor"):
+        metrics.score_table(items, acc_norm_divisor="tokens")

@@ -1,5 +1,6 @@
 """The scorer: lm-eval's tokenization, shared-context packing against naive scoring, batching invariance."""
 
+import types
 import warnings
 
 import numpy as np
@@ -103,3 +104,39 @@ def test_score_checkpoint_reads_a_saved_model(model, tokenizer, items, tmp_path)
                                 progress=False)
     np.testing.assert_allclose(table["loglik"], direct["loglik"], atol=1e-5, rtol=0)
     assert table["item"].tolist() == direct["item"].tolist()
+
+
+def test_split_item_shares_the_prefix_and_predicts_every_token():
+    # choice 0 runs [1 2 3 4] to predict 4 5; choice 1 runs [1 2 3] to predict 6: it needs no tail of its own
+    shared = scorer.split_item([([1, 2, 3], [4, 5]), ([1, 2, 3], [6])], max_length=100)
+    assert shared.prefix == [1, 2, 3] and shared.tails == [[4], []]
+    assert list(zip(shared.prefix_at, shared.prefix_targets, shared.prefix_choice, strict=True)) == [(2, 4, 0),
+                                                                                                    (2, 6, 1)]
+    assert shared.tail_at == [[0], []] and shared.tail_targets == [[5], []]
+
+
+def test_a_small_token_budget_does_not_change_logliks(model, tokenizer, items):
+    # 16 tokens a forward: every batch holds one item and the tails of one item go in several passes
+    default = scorer.score_items(model, tokenizer, items, progress=False)
+    small = scorer.score_items(model, tokenizer, items, progress=False, max_tokens=16)
+    np.testing.assert_allclose(default["loglik"], small["loglik"], atol=1e-5, rtol=0)
+
+
+def test_bf16_autocast_scores_close_to_fp32(model, tokenizer, items):
+    fp32 = scorer.score_items(model, tokenizer, items, progress=False)["loglik"].to_numpy()
+    bf16 = scorer.score_items(model, tokenizer, items, progress=False, precision="bf16")["loglik"].to_numpy()
+    assert not np.array_equal(fp32, bf16)  # the decoder really ran in bf16
+    np.testing.assert_allclose(bf16, fp32, rtol=3e-2, atol=0.1)
+    with pytest.raises(ValueError, match="fp32 or bf16"):
+        scorer.score_items(model, tokenizer, items, progress=False, precision="fp16")
+
+
+def test_token_budget_is_a_cpu_work_unit_or_a_share_of_free_gpu_memory(model, monkeypatch):
+    assert scorer.token_budget(model) == scorer.CPU_TOKENS
+    on_gpu = types.SimpleNamespace(config=model.config, device=torch.device("cuda"))
+    config = model.config
+    per_token = scorer._kv_bytes_per_token(model) + 4 * (6 * config.hidden_size + 3 * config.intermediate_size)
+    assert scorer._kv_bytes_per_token(model) == 2 * config.num_hidden_layers * config.num_key_value_heads * 16 * 4
+    for free in (2**28, 2**31):
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None, free=free: (free, 2 * free))
+        assert scorer.token_budget(on_gpu) == min(2**17, int(scorer.GPU_MEMORY_SHARE * free // per_token))

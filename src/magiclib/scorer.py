@@ -214,7 +214,8 @@ def _score_batch(model, batch: list[SharedItem], bf16: bool, max_tokens: int) ->
         hidden.append(out.last_hidden_state[rows, cols])
         targets += [t for item in batch for t in item.prefix_targets]
         owners += [(i, c) for i, item in enumerate(batch) for c in item.prefix_choice]
-        cache = getattr(out, "cache", None) or out.past_key_values
+        if tails:
+            cache = out.cache if hasattr(out, "cache") else out.past_key_values
     if tails:
         tails.sort(key=lambda ic: -len(batch[ic[0]].tails[ic[1]]))
         lengths = [len(batch[i].tails[c]) for i, c in tails]

@@ -9,6 +9,7 @@ executed notebook while the rest goes on where it can, and re-running resumes.
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import sys
@@ -135,10 +136,9 @@ def _run_notebooks(cfg, results, config_path, todo, workers, timings):
 def run_notebook(config_path: Path, results: Path, step: Step, threads: int | None = None) -> str | None:
     """Execute the step's run notebook with papermill; keep the executed copy in the step's folder.
 
-    Returns None on success, else the path of the executed (failed) notebook.
+    The notebook runs in this process's warm kernel (kernels.WarmKernel): a worker pays kernel start-up and
+    imports once, not once per step. Returns None on success, else the path of the executed (failed) notebook.
     """
-    import papermill
-
     from .config import load_config
 
     if threads:
@@ -152,10 +152,17 @@ def run_notebook(config_path: Path, results: Path, step: Step, threads: int | No
     if step.stage:
         params["stage"] = step.stage
     try:
-        papermill.execute_notebook(NOTEBOOKS / f"{step.kind}.ipynb", executed, parameters=params,
-                                   kernel_name="python3", progress_bar=False, cwd=str(NOTEBOOKS))
+        _warm_kernel().execute(NOTEBOOKS / f"{step.kind}.ipynb", executed, params, NOTEBOOKS)
     except Exception:  # noqa: BLE001 - papermill raises many kinds; the notebook holds the traceback
         return str(executed)
     folder = steps.step_dir(cfg, results, step)
     os.replace(executed, folder / "run.ipynb")
     return None
+
+
+@functools.cache
+def _warm_kernel():
+    """This process's kernel for run notebooks, started with its first step (and its $MAGIC_THREADS)."""
+    from .kernels import WarmKernel
+
+    return WarmKernel()

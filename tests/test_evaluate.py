@@ -177,3 +177,20 @@ def test_csv_manifest_paths_are_relative_to_the_manifest(study_like, tmp_path):
     path.write_text("mixture,scale,stage,seed,path\nV1-P0,tiny,SFT,1,ckpt\n")
     frame = evaluate.read_manifest(path)
     assert frame.loc[0, "path"] == str(tmp_path / "ckpt") and frame.loc[0, "seed"] == 1
+
+
+def test_a_manifest_family_feeds_the_analysis_and_the_book_chapters(study_like, other_family, tmp_path, capsys):
+    from magiclib.chapters.rq1_persistence import Persistence
+
+    family = [{"mixture": mixture, "scale": "tiny", "stage": stage, "seed": 0,
+               "path": str(study_like if (k + (stage == "SFT")) % 2 else other_family)}
+              for k, mixture in enumerate(["V1-P0", "V2-P1", "V3-P2"]) for stage in ("PT", "SFT")]
+    manifest = tmp_path / "family.csv"
+    pd.DataFrame(family).to_csv(manifest, index=False)
+    results = tmp_path / "results"
+    assert run_cli(["evaluate", "--manifest", str(manifest), "--results", str(results), "--benchmarks", "copa",
+                    "boolq", "--limit", "6", "--threads", "1"], capsys)[0] == 0
+    code, stdout, _ = run_cli(["analyse", "--items", str(results / "tables" / "items.parquet")], capsys)
+    assert code == 0 and (results / "tables" / "analysis" / "transfer.csv").exists()
+    chapter = Persistence(str(results), "mini", n_boot=20)
+    assert chapter.n_mixtures == 3 and set(chapter.transfer["benchmark"]) >= {"copa", "boolq"}

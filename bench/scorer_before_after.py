@@ -1,0 +1,110 @@
+"""The study's evaluate step, before and after a scorer change: the same checkpoints and items, side by side.
+
+Loads the scorer of an earlier commit (`git show <commit>:src/magiclib/scorer.py` into a temporary module)
+beside the current one, takes finished pretraining checkpoints of a results folder (one per scale, read only)
+and the study's own evaluation items (data/eval-*/items.jsonl), and scores each checkpoint with both,
+alternating old / new --repeats times (the fastest run counts; the machine may be shared). Prints seconds,
+items/s, the speed-up and the largest |log-likelihood difference|. Writes bench/out/scorer_before_after.json.
+
+    python bench/scorer_before_after.py --results results/mini --commit 9c1c4e1 [--threads 1] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+
+from magiclib import io, paths, scorer  # noqa: E402
+from magiclib.benchmarks import read_items  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def old_scorer(commit: str):
+    """The scorer module of `commit`, its relative imports pointed at the installed magiclib."""
+    source = subprocess.run(["git", "show", f"{commit}:src/magiclib/scorer.py"], cwd=paths.REPO_ROOT, check=True,
+                            capture_output=True, text=True).stdout
+    source = source.replace("from .", "from magiclib.")
+    path = Path(tempfile.mkdtemp()) / f"scorer_{commit}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"scorer_{commit}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def checkpoints(results: Path, per_scale: int) -> list[Path]:
+    """Finished pretraining checkpoints of the results folder, the first `per_scale` of each scale."""
+    chosen, seen = [], {}
+    for folder in sorted((results / "runs" / "pretrain").iterdir()):
+        if folder.name.endswith(".partial") or not (folder / io.RUN_RECORD).exists():
+            continue
+        scale = folder.name.split("_")[1]
+        if seen.get(scale, 0) < per_scale:
+            seen[scale] = seen.get(scale, 0) + 1
+            chosen.append(folder / "model")
+    return chosen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=paths.REPO_ROOT / "results" / "mini")
+    parser.add_argument("--commit", default="9c1c4e1", help="the commit whose scorer is 'before'")
+    parser.add_argument("--per-scale", type=int, default=1, help="checkpoints per scale")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (a study worker's: 1)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32, help="the study's eval.batch_size")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    before = old_scorer(args.commit)
+    items_file = next((args.results / "data").glob("eval-*/items.jsonl"))
+    items = read_items(items_file)
+    rows = []
+    for folder in checkpoints(args.results, args.per_scale):
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        seconds = {"before": [], "after": []}
+        tables = {}
+        for _ in range(args.repeats):
+            for name, module in (("before", before), ("after", scorer)):
+                start = time.perf_counter()
+                tables[name] = module.score_items(model, tokenizer, items, batch_size=args.batch_size, progress=False)
+                seconds[name].append(time.perf_counter() - start)
+        diff = float(np.max(np.abs(tables["before"]["loglik"].to_numpy() - tables["after"]["loglik"].to_numpy())))
+        same_pred = float(np.mean([a == b for a, b in zip(
+            tables["before"].groupby(["benchmark", "item"], sort=False)["loglik"].agg(lambda s: int(np.argmax(s))),
+            tables["after"].groupby(["benchmark", "item"], sort=False)["loglik"].agg(lambda s: int(np.argmax(s))),
+            strict=True)]))
+        row = {"checkpoint": folder.parent.name, "items": len(items), "before_s": min(seconds["before"]),
+               "after_s": min(seconds["after"]), "max_abs_loglik_diff": diff, "same_pred_acc": same_pred,
+               "load_average": os.getloadavg()[0]}
+        row["speedup"] = row["before_s"] / row["after_s"]
+        rows.append(row)
+        print(f"{row['checkpoint']:32s} {row['items']:5d} items  before {row['before_s']:7.1f} s  after "
+              f"{row['after_s']:7.1f} s  x{row['speedup']:.2f}  max|dLL| {diff:.1e}  same acc pred {same_pred:.3f}  "
+              f"load {row['load_average']:.1f}", flush=True)
+    total = {"before_s": sum(r["before_s"] for r in rows), "after_s": sum(r["after_s"] for r in rows)}
+    total["speedup"] = total["before_s"] / total["after_s"]
+    print(f"all: before {total['before_s']:.1f} s, after {total['after_s']:.1f} s, x{total['speedup']:.2f}")
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "")
+    io.write_json(OUT / "scorer_before_after.json", {"args": {k: str(v) for k, v in vars(args).items()},
+                                                      "cpu": cpu, "versions": io.library_versions(),
+                                                      "rows": rows, "total": total, "argv": sys.argv})
+
+
+if __name__ == "__main__":
+    main()

@@ -177,8 +177,9 @@ def submit(cfg: StudyConfig, results: Path, config_path: Path, *, dry_run: bool 
             if dependency and cluster != "local":
                 params["additional_parameters"] = {**params["additional_parameters"], "dependency": dependency}
             ex = _executor(cfg, folder / array["name"], params, cluster)
-            with ex.batch():
-                jobs = [ex.submit(StepTask(c, array["resources"].cpus, cfg.slurm.signal_delay_s)) for c in array["commands"]]
+            with ex.batch():  # one array
+                jobs = [ex.submit(StepTask(command, array["resources"].cpus, cfg.slurm.signal_delay_s))
+                        for command in array["commands"]]
             submitted += [job.job_id for job in jobs]
             jobs_of[array["name"]] = dict(zip(array["steps"], (j.job_id for j in jobs), strict=True))
             book.record({_key(cfg, results, st): {"job": job.job_id, "array": array["name"],
@@ -227,15 +228,9 @@ def check_scripts(cfg: StudyConfig, folder: Path, todo: list[dict], data_params:
     jobs = [("data", data_params, None)] if data_params else []
     jobs += [(a["name"], job_parameters(cfg, a["name"], a["resources"], a["gpus"]), len(a["commands"]))
              for a in todo]
-    seen = set()
     for name, params, tasks in jobs:
-        script = sbatch_script(params, folder / name, tasks)
-        signature = re.sub(r"job-name=\S+|output=\S+|error=\S+", "", script)
-        if signature in seen:  # arrays of the same stage and size ask for the same: one check is enough
-            continue
-        seen.add(signature)
         with tempfile.NamedTemporaryFile("w", suffix=".sh") as handle:
-            handle.write(script)
+            handle.write(sbatch_script(params, folder / name, tasks))
             handle.flush()
             check = subprocess.run(["sbatch", "--test-only", handle.name], capture_output=True, text=True)
         if check.returncode:
@@ -380,9 +375,10 @@ def follow(cfg: StudyConfig, results: Path) -> int:
     bar = tqdm(total=len(plan(cfg)) + 1, desc="study (slurm)", unit="step")  # the steps and the data job
     while True:
         table = step_states(cfg, results)
-        bar.update(int((table.state == "done").sum()) - bar.n)
         counts = table.state.value_counts()
-        bar.set_postfix_str(", ".join(f"{k} {counts.get(k, 0)}" for k in ("queued", "running", "failed")))
+        bar.set_postfix_str(", ".join(f"{k} {counts.get(k, 0)}" for k in ("queued", "running", "failed")),
+                            refresh=False)
+        bar.update(int((table.state == "done").sum()) - bar.n)
         if not counts.get("queued") and not counts.get("running"):
             break
         time.sleep(POLL_S)

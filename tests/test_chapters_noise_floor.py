@@ -19,7 +19,7 @@ def study(tmp_path_factory):
         make_items(scales={"mini-s": 1_000_000}, benchmarks=("rte",), seeds=(0, 1, 2), n_items=40,
                    sd_mixture=0.0, sd_seed=1.0, seed=2)])
     large = make_items(scales={"mini-l": 4_000_000}, benchmarks=("arc_easy", "rte"), seeds=(0,), n_items=40,
-                       sd_mixture=1.0, seed=3)
+                       sd_mixture=1.0, rho_mixture=0.95, sd_item=1.0, seed=3)
     items = pd.concat([large, small])  # rows out of scale order: the order must come from n_params
     io.write_parquet(root / "tables" / "items.parquet", items)
     io.write_parquet(root / "tables" / "scores.parquet", metrics.score_table(items))
@@ -43,7 +43,11 @@ def test_section_tables_facts_and_chart(study, monkeypatch):
     assert "at mini-s, items and seeds" in facts["noise_floors"]
     assert intro_noise_line(noise, "RQ2").startswith("accuracy above its noise floor on")
     assert "of 2 benchmarks at mini-s" in intro_noise_line(noise, "RQ1")
-    assert intro_verdict(noise, "RQ1").startswith("rankings persist in")
+    assert intro_verdict(noise, "RQ1").startswith("mixture rankings persist in")
+    # one seed at mini-l: a persisting ranking there is a model ranking, never a mixture ranking
+    at_large = noise.audit[noise.audit["scale"] == "mini-l"]["verdict"]
+    assert not at_large.isin([noise_floor.PERSIST, noise_floor.REVERSE]).any()
+    assert at_large.isin([noise_floor.MODELS_PERSIST]).any()
     assert "arc_easy" in intro_verdict(noise, "RQ2") and "rte" not in intro_verdict(noise, "RQ2")
     assert intro_verdict(noise, "RQ3") is None
     assert "<img" in plots.render(noise.chart("gold_ll_char"))

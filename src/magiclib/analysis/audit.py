@@ -13,6 +13,9 @@ its permutation test), then:
   where the signal is measurable, Holm-adjusted across those benchmarks per (scale, metric).
 - verdict: "not measurable at this scale" (no signal), "rankings persist" / "rankings reverse" (signal,
   and the transfer test rejects with r > 0 / r < 0), or "no evidence of transfer" (signal, no rejection).
+  With one seed the mixture effect cannot be told from the models' own seed effects, so a rejection reads
+  "model rankings persist (seed noise unmeasured)" / "... reverse ...": item noise is ruled out, seed
+  noise is not.
 - planning (`items_needed`, `seeds_needed`): the items (at the present seeds) and seeds (at the present
   items) with which the signal tests would reach 80% power at level alpha for both stages, if the measured
   variance components were the truth (noisy at n = 9: a guide, not a promise). NaN where the measured
@@ -37,7 +40,8 @@ ALPHA = 0.05
 POWER = 0.8
 MAX_ITEMS = 1_000_000
 MAX_SEEDS = 100
-VERDICTS = ("rankings persist", "rankings reverse", "no evidence of transfer", "not measurable at this scale")
+VERDICTS = ("rankings persist", "rankings reverse", "no evidence of transfer", "not measurable at this scale",
+            "model rankings persist (seed noise unmeasured)", "model rankings reverse (seed noise unmeasured)")
 
 
 def items_needed(ms_mixture: float, ms_residual: float, n_items: int, k: int, alpha: float = ALPHA,
@@ -127,9 +131,10 @@ def transfer_audit(
     audit["transfer_p"] = np.where(audit["measurable"], np.where(seeded, audit["mixture_p"], audit["split_p"]), np.nan)
     audit["transfer_p_holm"] = holm(audit, "transfer_p", families)
     rejects = audit["transfer_p_holm"] < alpha
+    up, down = rejects & (audit["transfer_r"] > 0), rejects & (audit["transfer_r"] < 0)
     audit["verdict"] = np.select(
-        [~audit["measurable"], rejects & (audit["transfer_r"] > 0), rejects & (audit["transfer_r"] < 0)],
-        [VERDICTS[3], VERDICTS[0], VERDICTS[1]], VERDICTS[2])
+        [~audit["measurable"], up & seeded, down & seeded, up, down],
+        [VERDICTS[3], VERDICTS[0], VERDICTS[1], VERDICTS[4], VERDICTS[5]], VERDICTS[2])
     return audit
 
 

@@ -29,7 +29,7 @@ ESTIMATES = {"naive_r": "naive r (paper-style: item and seed noise shared)",
              "split_r": "split r (item noise not shared)",
              "corrected_r": "corrected r (item noise removed)",
              "mixture_r": "mixture-component r (item and seed noise removed)"}
-PERSIST, REVERSE, NO_EVIDENCE, NOT_MEASURABLE = VERDICTS
+PERSIST, REVERSE, NO_EVIDENCE, NOT_MEASURABLE, MODELS_PERSIST, MODELS_REVERSE = VERDICTS
 
 
 def _cache_key(items_path: Path, n_boot: int) -> str:
@@ -77,6 +77,7 @@ class NoiseFloor:
                                                f"{_reliability(group['reliability_sft'].median())}",
                 "rankings persist": int((group["verdict"] == PERSIST).sum()),
                 "rankings reverse": int((group["verdict"] == REVERSE).sum()),
+                "model rankings persist (one seed)": int((group["verdict"] == MODELS_PERSIST).sum()),
             })
         return pd.DataFrame(rows)
 
@@ -151,7 +152,8 @@ class NoiseFloor:
 
     def verdict_matrix(self, metrics: list[str]) -> pd.DataFrame:
         """Benchmarks x (scale, metric): the verdict in short ("persist", "reverse", "no evidence", "below noise")."""
-        short = {PERSIST: "persist", REVERSE: "reverse", NO_EVIDENCE: "no evidence", NOT_MEASURABLE: "below noise"}
+        short = {PERSIST: "persist", REVERSE: "reverse", NO_EVIDENCE: "no evidence", NOT_MEASURABLE: "below noise",
+                 MODELS_PERSIST: "models persist", MODELS_REVERSE: "models reverse"}
         rows = self.audit[self.audit["metric"].isin(metrics)].assign(
             verdict=lambda t: t["verdict"].map(short), metric=lambda t: t["metric"].map(lambda m: NAMES.get(m, m)))
         wide = rows.pivot_table(index=["category", "benchmark"], columns=["scale", "metric"], values="verdict",
@@ -186,8 +188,10 @@ class NoiseFloor:
         for scale in self.scales:
             rows = self.audit[(self.audit["scale"] == scale) & (self.audit["metric"] == metric)]
             persist = self.verdict_names(scale, metric, PERSIST)
+            models = self.verdict_names(scale, metric, MODELS_PERSIST)
             parts.append(f"{int(rows['measurable'].sum())} of {len(rows)} benchmarks at {scale}"
-                         + (f" (persist: {', '.join(persist)})" if persist else ""))
+                         + (f" (persist: {', '.join(persist)})" if persist else "")
+                         + (f" (model rankings persist, seed noise unmeasured: {len(models)})" if models else ""))
         return f"{NAMES.get(metric, metric)} above its noise floor on " + "; ".join(parts)
 
     def facts(self) -> dict[str, str]:
@@ -212,17 +216,22 @@ class NoiseFloor:
         lines = []
         for scale in self.scales:
             for metric in self.metrics:
-                persist = self.verdict_names(scale, metric, PERSIST)
-                reverse = self.verdict_names(scale, metric, REVERSE)
                 measurable = self.measurable_names(scale, metric)
                 if not measurable:
                     continue
-                lines.append(f"- {scale}, {NAMES.get(metric, metric)}: rankings persist on "
-                             f"{report.listing(persist)}" + (f", reverse on {', '.join(reverse)}" if reverse else "")
+                seeded = self._seeded(scale)
+                up, down = (PERSIST, REVERSE) if seeded else (MODELS_PERSIST, MODELS_REVERSE)
+                persist, reverse = self.verdict_names(scale, metric, up), self.verdict_names(scale, metric, down)
+                what = "rankings persist" if seeded else "model rankings persist (seed noise unmeasured)"
+                lines.append(f"- {scale}, {NAMES.get(metric, metric)}: {what} on {report.listing(persist)}"
+                             + (f", reverse on {', '.join(reverse)}" if reverse else "")
                              + f" ({len(measurable)} measurable)")
         return "\n".join(lines) if lines else (
             "- No benchmark has a mixture signal above its noise floor at any scale, for any metric: no "
             "ranking can be said to persist or to reverse at this scale.")
+
+    def _seeded(self, scale: str) -> bool:
+        return bool((self.audit.loc[self.audit["scale"] == scale, "n_seeds"] > 1).any())
 
     def _outside_text(self) -> str:
         flagged = self.audit[self.audit["corrected_outside"]]
@@ -267,10 +276,15 @@ def intro_verdict(noise: NoiseFloor, rq: str) -> str | None:
     if rq == "RQ1":
         if measurable.empty:
             return "not measurable at this scale: no benchmark's mixture signal clears its noise floor"
-        if persist.empty:
-            return "no persistence beyond noise where the mixtures can be told apart"
-        return (f"rankings persist in {len(persist)} of {len(measurable)} measurable (scale, benchmark, metric) "
-                "cells")
+        models = audit[audit["verdict"] == MODELS_PERSIST]
+        seeded = measurable[measurable["n_seeds"] > 1]
+        text = (f"mixture rankings persist in {len(persist)} of {len(seeded)} (scale, benchmark, metric) cells "
+                "measurable against item and seed noise" if len(seeded) else
+                "no scale has several seeds, so no mixture effect can be told from seed noise")
+        if len(models):
+            text += (f"; model rankings persist beyond item noise in {len(models)} cells with one seed "
+                     "(seed noise unmeasured)")
+        return text
     if rq == "RQ2":
         names = list(pd.unique(persist.loc[persist["metric"] == "accuracy", "benchmark"]))
         others = sorted(set(persist["benchmark"]) - set(names))

@@ -23,6 +23,7 @@ import torch
 
 from magiclib import runner, steps, train
 from magiclib.config import load_config
+from magiclib.data.shards import TokenShards
 from magiclib.model import count_parameters
 from magiclib.results import results_dir
 
@@ -45,10 +46,11 @@ def main() -> int:
     cfg = load_config(args.preset)
     results = results_dir(cfg, args.results)
     seed = cfg.seeds[0]
-    tokens_path = steps.mixture_dir(cfg, results, args.mixture, seed) / "tokens.npy"
+    tokens_path = steps.mixture_dir(cfg, results, args.mixture, seed) / "tokens"
     if not tokens_path.exists():
         runner.run_data(cfg, results)
-    entropy = unigram_entropy(np.load(tokens_path))
+    shards = TokenShards(tokens_path)
+    entropy = unigram_entropy(shards[0:len(shards)])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, scale in cfg.scales.items():

@@ -68,7 +68,7 @@ def test_tokenizer_and_mixture_from_prepared_pools(prepared, tmp_path):
     build_tokenizer(cfg, out, tmp_path / "tok")
     assert len(AutoTokenizer.from_pretrained(tmp_path / "tok")) <= cfg.data.vocab_size
     stats = build_mixture(cfg, "V3-P0", out, tmp_path / "tok", tmp_path / "mix", seed=0)
-    assert len(np.load(tmp_path / "mix" / "tokens.npy")) == stats["tokens"] == 5000
+    assert len(np.load(tmp_path / "mix" / "tokens" / "00000.npy")) == stats["tokens"] == 5000
     row = data_table([{"step": "pools", "summary": summary}, {"step": "mixture V3-P0 s0", "summary": stats}]).iloc[0]
     assert row["mixture"] == "V3-P0" and row["tokens_web"] == 3250
     assert row["removed_quality"] == summary["removed"]["V3"]["quality"] > 0 and row["removed_edu"] == 0

@@ -137,7 +137,7 @@ def test_a_study_killed_in_every_phase_resumes_to_identical_results(reduced, bas
         _kill_at(phase, reduced, results, log)
         finished_at_kill[phase] = _records(results)
         partial = {
-            "data": list(results.glob("data/mixtures/*.partial/tokens.npy")),  # shards written, no run.json
+            "data": list(results.glob("data/mixtures/*.partial/tokens/*.npy")),  # shards written, no run.json
             "train": list(results.glob("runs/pretrain/*.partial/checkpoint/trainer.pt")),
             "score": list(results.glob(f"runs/evaluate/*.partial/.items.parquet{io.TMP_MARK}*")),
             "tables": list(results.glob(f"tables/.scores.parquet{io.TMP_MARK}*")),
@@ -162,7 +162,7 @@ def test_a_study_killed_in_every_phase_resumes_to_identical_results(reduced, bas
             folder = steps.step_dir(cfg, results, Step(kind, mixture, "tiny", 0)).relative_to(results)
             weights = folder / "model" / "model.safetensors"
             assert (results / weights).read_bytes() == (base / weights).read_bytes(), weights
-        shards = steps.mixture_dir(cfg, results, mixture, 0).relative_to(results) / "tokens.npy"
+        shards = steps.mixture_dir(cfg, results, mixture, 0).relative_to(results) / "tokens" / "00000.npy"
         assert (results / shards).read_bytes() == (base / shards).read_bytes()
 
 

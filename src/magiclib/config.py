@@ -95,9 +95,12 @@ class DataConfig:
     tokenizer: str | None = None  # a pretrained tokenizer name (paper preset); None: train a BPE
     vocab_size: int = 4096  # for the trained BPE
     tokenizer_train_docs: int = 3000  # documents sampled across pools to train the BPE
+    tasks: int = 1  # parallel tokenisation tasks (datatrove); the tokens written do not depend on it
 
     def __post_init__(self):
         _check_choice("data.source", self.source, ("auto", "mirror", "hub"))
+        if self.tasks < 1:
+            raise ConfigError(f"data.tasks = {self.tasks}; it must be at least 1 (one task per core is typical)")
         for pool in self.curated_pools:
             _check_choice("data.curated_pools", pool, POOLS)
         for name in ("edu_keep_fraction", "quality_keep_fraction", "near_dup_threshold"):

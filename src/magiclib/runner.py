@@ -121,7 +121,7 @@ def run_step(cfg: StudyConfig, results: Path, step: Step) -> Path:
         if step.kind == "pretrain":
             from . import train
 
-            summary = train.pretrain(scale, mixture_dir(cfg, results, step.mixture, step.seed) / "tokens.npy",
+            summary = train.pretrain(scale, mixture_dir(cfg, results, step.mixture, step.seed) / "tokens",
                                      tokenizer_dir(cfg, results), out, step.seed)
         elif step.kind == "sft":
             from . import train

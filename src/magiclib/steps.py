@@ -112,6 +112,9 @@ POOL_KEYS = ("source", "curated_pools", "docs_per_pool", "edu_keep_fraction", "q
              "near_dup_threshold", "decontam_ngram")
 TOKENIZER_KEYS = ("tokenizer", "vocab_size", "tokenizer_train_docs")
 MIXTURE_KEYS = ("curated_pools", "tokens_per_mixture")  # curated_pools also reaches mixtures through the pools
+# A mixture's tokens went from one tokens.npy to shards tokens/NNNNN.npy (the same stream): a folder in the
+# old layout is not reused by code that reads the new one.
+MIXTURE_FORMAT = "npy-shards"
 
 
 def pools_hash(cfg: StudyConfig) -> str:
@@ -136,7 +139,7 @@ def eval_items_hash(cfg: StudyConfig) -> str:
 def mixture_hash(cfg: StudyConfig, mixture: str, seed: int) -> str:
     web, props = cfg.mixture(mixture)
     data = to_dict(cfg.data)
-    return config_hash(tokenizer_hash(cfg), web, props, *(data[k] for k in MIXTURE_KEYS), seed)
+    return config_hash(tokenizer_hash(cfg), web, props, *(data[k] for k in MIXTURE_KEYS), seed, MIXTURE_FORMAT)
 
 
 def step_hash(cfg: StudyConfig, step: Step) -> str:

@@ -25,7 +25,9 @@ from datatrove.utils.tokenization import PipelineStepWithTokenizer
 
 from .shards import StorePiece
 
-TOKENIZE_BATCH = 1000  # documents per tokenizer call: enough to amortise the call, small enough to stream
+# One tokenizer call takes up to this many documents or characters, whichever comes first: enough to amortise
+# the call, and a bounded size of its output (an Encoding holds several arrays and a string per token).
+TOKENIZE_BATCH_DOCS, TOKENIZE_BATCH_CHARS = 1000, 2**20
 
 
 def pool_files(path: str | Path) -> list[Path]:
@@ -88,7 +90,7 @@ class TokenizeToStore(PipelineStepWithTokenizer):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         piece = StorePiece(Path(self.store_dir), self.dtype, rank)
-        for batch in _batched(data, TOKENIZE_BATCH):
+        for batch in text_batches(data, TOKENIZE_BATCH_DOCS, TOKENIZE_BATCH_CHARS):
             with self.track_time(unit="batch"):
                 encoded = self.tokenizer.encode_batch_fast([d.text for d in batch])
                 lengths = np.fromiter((len(e.ids) for e in encoded), dtype=np.int64, count=len(encoded))
@@ -101,9 +103,16 @@ class TokenizeToStore(PipelineStepWithTokenizer):
         yield  # a generator, like every block: the executor drains it
 
 
-def _batched(documents, size: int):
-    iterator = iter(documents)
-    while batch := list(itertools.islice(iterator, size)):
+def text_batches(documents, most_docs: int, most_chars: int):
+    """Lists of consecutive documents, each list ending when it holds `most_docs` or `most_chars`."""
+    batch, chars = [], 0
+    for document in documents:
+        batch.append(document)
+        chars += len(document.text)
+        if len(batch) == most_docs or chars >= most_chars:
+            yield batch
+            batch, chars = [], 0
+    if batch:
         yield batch
 
 

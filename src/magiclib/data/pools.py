@@ -120,12 +120,17 @@ def study_pools(cfg: StudyConfig) -> list[str]:
 
 def read_pool(pools_dir: Path, name: str) -> pd.DataFrame:
     """A prepared pool (id, text, source), with a clear error when it was not prepared."""
+    return pd.read_parquet(pool_path(pools_dir, name))
+
+
+def pool_path(pools_dir: Path, name: str) -> Path:
+    """Where a prepared pool is, with a clear error when it was not prepared."""
     path = Path(pools_dir) / POOLS_SUBDIR / f"{name}.parquet"
     if not path.exists():
         have = sorted(p.stem for p in path.parent.glob("*.parquet"))
         raise MissingFile(f"pool {name!r} not found at {path} (prepared pools: {have}); run "
                           "prepare_pools (`magic data`) with a config that uses this pool")
-    return pd.read_parquet(path)
+    return path
 
 
 def _web_from_mirror(cfg: StudyConfig, log: FilterLog) -> dict[str, pd.DataFrame]:

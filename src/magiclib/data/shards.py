@@ -47,6 +47,8 @@ def write_shards(folder: Path, pieces: Iterable[np.ndarray], total: int, dtype: 
                 left = size
                 while left:
                     chunk = stream.take(left)
+                    if not chunk.size:
+                        raise ValueError(f"fewer than the {total} tokens announced were written to {folder}")
                     f.write(chunk.tobytes())
                     left -= len(chunk)
         if stream.take(1).size:
@@ -63,16 +65,13 @@ class _rechunk:
         self.head = np.empty(0, dtype=dtype)
 
     def take(self, most: int) -> np.ndarray:
+        """Up to `most` tokens; empty once the pieces are used up."""
         while not self.head.size:
             piece = next(self.pieces, None)
             if piece is None:
-                if most:
-                    return self.head
-                break
+                return self.head
             self.head = np.asarray(piece, dtype=self.dtype)
         out, self.head = self.head[:most], self.head[most:]
-        if most and not out.size:
-            raise ValueError("fewer tokens were written than announced")
         return out
 
 

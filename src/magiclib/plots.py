@@ -61,6 +61,11 @@ def category_scale() -> alt.Scale:
     return alt.Scale(domain=list(CATEGORY_ORDER), range=list(CATEGORY_COLORS))
 
 
+def component_scale() -> alt.Scale:
+    """The colour scale for the data components of a mixture (web, code, curated): not benchmark categories."""
+    return alt.Scale(domain=["web", "code", "curated"], range=["#9D755D", "#72B7B2", "#EECA3B"])
+
+
 def _check_categories(frame: pd.DataFrame, category: str) -> None:
     """A category outside CATEGORY_ORDER would get no colour of category_scale."""
     unknown = sorted(set(frame[category]) - set(CATEGORY_ORDER))
@@ -229,11 +234,12 @@ def render(chart: alt.TopLevelMixin) -> str:
             f"<script>{_EMBED_JS}</script></div>")
 
 
-def show(chart: alt.TopLevelMixin) -> None:
-    """Display a chart in a notebook as offline HTML (see `render`)."""
+def show(chart: alt.TopLevelMixin | None) -> None:
+    """Display a chart in a notebook as offline HTML (see `render`); None (nothing to chart) shows nothing."""
     from IPython.display import HTML, display
 
-    display(HTML(render(chart)))
+    if chart is not None:
+        display(HTML(render(chart)))
 
 
 def bundle_version() -> str:

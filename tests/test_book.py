@@ -1,5 +1,6 @@
 """Tests for magiclib.book: chapter sources, shared tables, incremental builds, the built book in Chromium."""
 
+import ast
 import json
 import re
 import shutil
@@ -15,7 +16,6 @@ import pytest
 
 from magiclib import book, io
 from magiclib.config import load_config
-from magiclib.model import count_parameters
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -38,41 +38,23 @@ def test_chapters_follow_the_toc_and_take_papermill_parameters():
         assert not outputs, f"{path.name}: sources stay output-free (clear outputs before committing)"
 
 
-def test_human_counts():
-    assert [book.human(n) for n in (512, 37_024, 1_574_016, 241_054_464, 1.147e9)] == [
-        "512", "37K", "1.57M", "241M", "1.15B"]
+# No logic in a chapter: a chapter's code cells are its parameters, one-line calls into magiclib and charts.
+MAX_CELL_LINES = 10
 
 
-def test_counted_nouns():
-    assert (book.counted(1, "seed"), book.counted(2, "scale"), book.counted(3, "category", "categories")) == (
-        "1 seed", "2 scales", "3 categories")
-
-
-def test_mixtures_and_scales_tables_come_from_the_config():
-    cfg = load_config("mini")
-    mixtures = book.mixtures_table(cfg)
-    assert list(mixtures["mixture"]) == cfg.mixture_names
-    assert (mixtures[["web", "code", "curated"]].sum(axis=1) - 1).abs().max() < 1e-9
-    assert mixtures.set_index("mixture").loc["V2-P1", "code pools"] == "code_python, code_go"
-    scales = book.scales_table(cfg).set_index("scale")
-    small = cfg.scales["mini-s"]
-    assert scales.loc["mini-s", "parameters"] == count_parameters(small.model)["total"]
-    assert scales.loc["mini-s", "PT tokens"] == small.pretrain.max_steps * small.pretrain.batch_size * 256
-
-
-def test_benchmarks_table_is_ordered_by_category():
-    cfg = load_config("smoke", ["eval.benchmarks=[rte, copa, sciq]", "eval.items_per_benchmark=10"])
-    table = book.benchmarks_table(cfg)
-    assert list(table["benchmark"]) == ["copa", "sciq", "rte"]
-    copa = table.iloc[0]
-    assert (copa["category"], copa["items"], copa["items scored"], copa["choices"]) == (
-        "commonsense", 100, 10, "2")
-
-
-def test_study_config_prefers_the_results_config(tmp_path):
-    assert book.study_config(tmp_path, "smoke").name == "smoke"
-    io.write_text(tmp_path / "config.yaml", "name: smoke-variant\nseeds: [3]\n")
-    assert book.study_config(tmp_path, "smoke").seeds == [3]
+def test_chapters_hold_no_logic():
+    for path in book.chapters():
+        nb = nbformat.read(path, as_version=4)
+        for index, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+            lines = [line for line in cell.source.splitlines() if line.strip()]
+            where = f"{path.name}, code cell {index}"
+            assert len(lines) <= MAX_CELL_LINES, f"{where}: {len(lines)} lines; move the logic into magiclib"
+            tree = ast.parse(cell.source)
+            defs = [n.name for n in ast.walk(tree)
+                    if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
+            assert not defs, f"{where} defines {defs}; definitions belong in magiclib.chapters or report"
+            assert not any(isinstance(n, ast.JoinedStr) for n in ast.walk(tree)), (
+                f"{where}: an f-string; prose belongs in markdown cells, numbers enter through glue")
 
 
 # --- incremental builds (no kernels) --------------------------------------------------------------------
@@ -163,6 +145,34 @@ def test_chapter_page_loads_offline_and_draws_its_charts(built_book, tmp_path, p
     assert report["drawn"] == report["charts"], f"{page}: charts without an interactive SVG/canvas"
 
 
+@pytest.mark.slow
+def test_every_glued_value_resolves(built_book):
+    """myst-nb warns about a {glue:md} name no cell glued; the page would show nothing in its place."""
+    log = (built_book.parent.parent / "jupyter-book.log").read_text()
+    assert not [line for line in log.splitlines() if "glue" in line.lower() and "warning" in line.lower()]
+    for page in (built_book.parent / "book").glob("*.html"):
+        assert "{glue" not in page.read_text(), f"{page.name}: an unresolved glue reference"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make browser)")
+@pytest.mark.parametrize("chapter", [nb.stem for nb in book.chapters()])
+def test_no_table_is_wider_than_its_column_at_1280_px(built_book, tmp_path, chapter):
+    report = _open_in_chromium((built_book.parent / "book" / f"{chapter}.html").as_uri(), tmp_path,
+                               extra=_OVERFLOW_JS)
+    assert report["extra"] == [], f"{chapter}: tables cut off in a 1280-px window (caption, table px, column px)"
+
+
+# Opens every folded output first; then lists the tables wider than the content column, which would scroll.
+_OVERFLOW_JS = """(() => {
+  document.querySelectorAll('details').forEach(d => { d.open = true; });
+  const column = document.querySelector('article.bd-article').getBoundingClientRect().width;
+  return [...document.querySelectorAll('article.bd-article table')]
+    .filter(t => t.getBoundingClientRect().width > column + 1)
+    .map(t => [(t.caption || {}).textContent || t.rows[0].textContent.slice(0, 60),
+               Math.round(t.getBoundingClientRect().width), Math.round(column)]);
+})()"""
+
 # Counts chart containers, and those where vega-embed drew an SVG or canvas and removed the static fallback.
 _CHARTS_JS = """(() => {
   const boxes = [...document.querySelectorAll('.magic-chart')];
@@ -172,15 +182,16 @@ _CHARTS_JS = """(() => {
 })()"""
 
 
-def _open_in_chromium(url: str, profile: Path, timeout: float = 30.0) -> dict:
-    """Load `url` in headless Chromium over the DevTools protocol; report failed loads, errors and charts."""
+def _open_in_chromium(url: str, profile: Path, timeout: float = 30.0, extra: str | None = None) -> dict:
+    """Load `url` in headless Chromium (a 1280 x 900 window) over the DevTools protocol; report failed loads,
+    errors and charts, and under "extra" the value of the expression `extra` once the charts are drawn."""
     import websocket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     browser = subprocess.Popen([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                                f"--remote-debugging-port={port}", "about:blank"],
+                                f"--remote-debugging-port={port}", "--window-size=1280,900", "about:blank"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         devtools = _DevTools(websocket.create_connection(_page_socket(port, timeout), timeout=timeout,
@@ -196,6 +207,8 @@ def _open_in_chromium(url: str, profile: Path, timeout: float = 30.0) -> dict:
             if charts["drawn"] == charts["charts"] or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
+        if extra:
+            charts["extra"] = devtools.call("Runtime.evaluate", expression=extra, returnByValue=True)["result"]["value"]
     finally:
         browser.terminate()
         browser.wait(timeout=10)

@@ -5,8 +5,8 @@ staging folder, executes each chapter into it (papermill, parameters `results_di
 directory `book/`), writes the Vega bundle into its static files and builds HTML from the executed copies
 with Jupyter Book, which itself executes nothing. A chapter is re-executed only when its notebook, the
 library or the results folder changed since the last build (a stamp per chapter, written after success).
-Chapters use `study_config` to get the config their results were computed with, and the tables below
-for what several chapters show (mixtures, scales, benchmarks).
+What the chapters compute and how they word it lives in `magiclib.report` and `magiclib.chapters`;
+this module only builds the book.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
-import pandas as pd
 import yaml
 from tqdm import tqdm  # not tqdm.auto: chapters import this module, and it warns without ipywidgets
 
 from . import io, paths, plots
-from .config import StudyConfig, config_hash, load_config
+from .config import StudyConfig, config_hash
 from .errors import NotReady, UserError
 
 BOOK_DIR = paths.REPO_ROOT / "book"
@@ -35,76 +34,6 @@ STAMPS = "stamps.json"
 
 class ChapterError(UserError, RuntimeError):
     """A chapter notebook failed; the message names the chapter and its executed notebook."""
-
-
-def study_config(results_dir: str | Path, preset: str) -> StudyConfig:
-    """The config a results folder was computed with (its config.yaml), else the named preset."""
-    written = Path(results_dir) / "config.yaml"
-    return load_config(str(written) if written.exists() else preset)
-
-
-def human(number: float) -> str:
-    """A count in short form, to three significant digits: 37K, 1.57M, 241M, 1.15B, 12T."""
-    for limit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(number) >= limit:
-            return f"{number / limit:.3g}{suffix}"
-    return f"{number:.3g}"
-
-
-def counted(n: int, noun: str, plural: str | None = None) -> str:
-    """'1 seed', '2 scales': a number and its noun, for sentences computed from the results."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
-
-
-def mixtures_table(cfg: StudyConfig) -> pd.DataFrame:
-    """One row per mixture: web source and filter, code pools, curated pools and the three token shares."""
-    rows = []
-    for name in cfg.mixture_names:
-        web, props = cfg.mixture(name)
-        rows.append({"mixture": name, "web source": web.label, "web filter": web.filter,
-                     "code pools": ", ".join(web.code_pools),
-                     "curated pools": ", ".join(cfg.data.curated_pools),
-                     "web": props.web, "code": props.code, "curated": props.curated})
-    return pd.DataFrame(rows)
-
-
-def scales_table(cfg: StudyConfig) -> pd.DataFrame:
-    """One row per scale: shape, parameters, pretraining steps, tokens and FLOPs per run, SFT settings."""
-    from .model import count_parameters, flops_per_token
-
-    rows = []
-    for name, scale in cfg.scales.items():
-        mc, pt = scale.model, scale.pretrain
-        params = count_parameters(mc)
-        # max_steps None means one pass over the mixture's tokens (see TrainConfig).
-        tokens = pt.max_steps * pt.batch_size * pt.seq_len if pt.max_steps else cfg.data.tokens_per_mixture
-        rows.append({"scale": name, "d_model": mc.d_model, "layers": mc.n_layers, "heads": mc.n_heads,
-                     "head dim": mc.head_dim, "context": mc.context, "vocabulary": mc.vocab_size,
-                     "parameters": params["total"], "non-embedding": params["non_embedding"],
-                     "PT steps": pt.max_steps, "PT tokens": tokens,
-                     "tokens per parameter": tokens / params["total"],
-                     "PT FLOPs": flops_per_token(mc, pt.seq_len) * tokens,
-                     "SFT epochs": scale.sft.epochs if scale.sft.max_steps is None else None,
-                     "SFT steps": scale.sft.max_steps, "GPUs per run": scale.gpus})
-    return pd.DataFrame(rows)
-
-
-def benchmarks_table(cfg: StudyConfig) -> pd.DataFrame:
-    """One row per scored benchmark, by category: items in its split, items scored here, answer choices."""
-    from .benchmarks import BENCHMARKS, STUDY_BENCHMARKS, load_items
-
-    rows = []
-    for name in cfg.eval.benchmarks or STUDY_BENCHMARKS:
-        items = load_items(name)
-        choices = sorted({len(item.continuations) for item in items})
-        scored = len(items) if cfg.eval.items_per_benchmark is None else min(len(items),
-                                                                             cfg.eval.items_per_benchmark)
-        rows.append({"category": BENCHMARKS[name].category, "benchmark": name, "items": len(items),
-                     "items scored": scored,
-                     "choices": str(choices[0]) if len(choices) == 1 else f"{choices[0]}-{choices[-1]}"})
-    frame = pd.DataFrame(rows)
-    order = plots.benchmark_order(frame)
-    return frame.set_index("benchmark").loc[order].reset_index()[list(frame.columns)]
 
 
 def chapters() -> list[Path]:

@@ -123,14 +123,15 @@ def crossfit(
     k, n = x.shape[1:]
     in_a = item_split(n, split_seed)
     naive = correlate(x[0].mean(-1), x[1].mean(-1), "pearson", level=level, seed=seed)
-    split = mean_correlation(np.stack([x[0, :, in_a].mean(0), x[0, :, ~in_a].mean(0)]),
-                             np.stack([x[1, :, ~in_a].mean(0), x[1, :, in_a].mean(0)]),
-                             "pearson", level=level, seed=seed)
+    a, b = x[..., in_a].mean(-1), x[..., ~in_a].mean(-1)  # (stage, mixture) per half
+    split = mean_correlation(np.stack([a[0], b[0]]), np.stack([b[1], a[1]]), "pearson", level=level, seed=seed)
     point = {name: float(v) for name, v in _split_stats(x, in_a).items()}
     row = {"n_mixtures": k, "n_items": n,
            "naive_r": naive["r"], "naive_p": naive["p"], "naive_low": naive["ci_low"], "naive_high": naive["ci_high"],
            "split_r": split["mean_r"], "split_p": split["p"], "split_low": split["ci_low"],
-           "split_high": split["ci_high"]}
+           "split_high": split["ci_high"],
+           # False where the interval should not be read (|r| = 1, heavy ties: see stats.correlate)
+           "naive_ci_reliable": bool(naive["ci_reliable"]), "split_ci_reliable": bool(split["ci_reliable"])}
     for stage, index in (("pt", 0), ("sft", 1)):
         _, ms_mixture, ms_residual = hoyt(x[index])
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -79,14 +79,14 @@ def test_mixtures_and_scales_tables_come_from_the_config():
 def test_benchmarks_table_counts_what_the_results_scored_in_category_order():
     run = {"mixture": "V1-P0", "scale": "s", "stage": "PT", "seed": 0}
     rows = [{**run, "benchmark": b, "item": i, "choice": c}
-            for b, items, choices in (("rte", 3, 2), ("copa", 10, 2), ("sciq", 4, 4)) for i in range(items)
-            for c in range(choices)]
+            for b, items in (("rte", 3), ("copa", 10), ("arc_easy", 4)) for i in range(items) for c in range(2)]
     other_run = [{**row, "stage": "SFT"} for row in rows]
     table = report.benchmarks_table(pd.DataFrame(rows + other_run))
-    assert list(table["benchmark"]) == ["copa", "sciq", "rte"]
+    assert list(table["benchmark"]) == ["copa", "arc_easy", "rte"]
     copa = table.iloc[0]
     assert (copa["category"], copa["items"], copa["items scored"], copa["choices"]) == ("commonsense", 100, 10, "2")
-    assert table.set_index("benchmark").loc["sciq", "choices"] == "4"
+    # the range of answer choices is the split's, not only the scored items'
+    assert table.set_index("benchmark").loc["arc_easy", "choices"] == "3-5"
 
 
 def test_study_config_prefers_the_results_config(tmp_path):

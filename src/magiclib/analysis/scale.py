@@ -9,9 +9,9 @@ with r = 0.73, p < 1e-32 at 240M. We add:
   a test that holds its level, `p`: Steiger's (1980) Z for one benchmark, its mean over benchmarks
   (`dependent.mean_steiger_z`) for a category (Pearson only). The bootstrap's own p (`p_boot`, twice the
   share of resamples beyond 0) is kept for comparison but is not for decisions: its type-I error at
-  n = 9 was 5.4-8.2% in an audit and up to about 13% in bench/analysis_intervals.py, where Steiger's Z
-  stays at or below 5% for normal scores (all tests exceed it under heavy tails). Zou's (2007) interval
-  is given beside the bootstrap's. The order of scales is n_params or `scales=`, never row order;
+  n = 9 was 5.4-8.2% in an audit and 4.3-9.3% for normal and binomial scores in
+  bench/analysis_intervals.py, where Steiger's Z (and its mean) stays at 1.1-5.6% (under heavy tails
+  every test exceeds 5%). Zou's (2007) interval is given beside the bootstrap's. The order of scales is n_params or `scales=`, never row order;
 - coherence pair tables and category means with intervals;
 - the matrix comparison with a Mantel test: the SFT matrix's benchmark labels are permuted on rows and
   columns together, which respects that the 190 off-diagonal entries share benchmarks. The naive p that

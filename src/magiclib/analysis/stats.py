@@ -12,10 +12,11 @@ p < .05, so every coefficient here comes with:
   (bench/analysis_intervals.py measures it);
 - an interval, `ci_low`/`ci_high`, chosen by its measured coverage at n = 9 (bench/analysis_intervals.py,
   bench/README.md): for Pearson the Fisher-z interval tanh(atanh(r) +- z / sqrt(n - 3)), which covers
-  close to 95% for normal and for tied binomial-like scores, where the percentile bootstrap covered only
-  84-92%; for Spearman and Kendall the percentile bootstrap over mixtures, which covers at or above 95%
-  (Fisher z with Fieller's variances undercovers Kendall). `ci_method` names it. No interval covers at
-  its level under heavy tails with 9 points; the bench table says by how much;
+  94-96% for normal and for tied 50-item binomial scores, where the percentile bootstrap covered
+  87.6-92.3%; for Spearman and Kendall the percentile bootstrap over mixtures, which covers 94-98%
+  (Fisher z with Fieller's variances covers Kendall only 83% near tau = 0.8). `ci_method` names it. No
+  interval covers at its level under heavy tails with 9 points (t with 3 df: Fisher z 84-85%, percentile
+  87-89%, BCa 90-92%);
 - `ci_reliable`, False where the interval should not be read: an observed |r| = 1 (every resample repeats
   it and atanh(r) is infinite, so any interval would be [1, 1]; it is left undefined, NaN, and the
   p-value is the statistic to read), or heavily tied vectors, where more than `MAX_DEGENERATE_SHARE` of

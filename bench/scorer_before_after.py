@@ -3,7 +3,8 @@
 Loads the scorer of an earlier commit (`git show <commit>:src/magiclib/scorer.py` into a temporary module)
 beside the current one, takes finished pretraining checkpoints of a results folder (one per scale, read only)
 and the study's own evaluation items (data/eval-*/items.jsonl), and scores each checkpoint with both,
-alternating old / new --repeats times (the fastest run counts; the machine may be shared). Prints seconds,
+alternating old / new --repeats times (the fastest run counts; the machine may be shared; --clock cpu counts
+this process's CPU seconds, robust to other jobs on a loaded machine). Prints seconds,
 items/s, the speed-up and the largest |log-likelihood difference|. Writes bench/out/scorer_before_after.json.
 
     python bench/scorer_before_after.py --results results/mini --commit 9c1c4e1 [--threads 1] [--repeats 2]
@@ -42,6 +43,7 @@ def old_scorer(commit: str):
     path.write_text(source)
     spec = importlib.util.spec_from_file_location(f"scorer_{commit}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -67,7 +69,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a study worker's: 1)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32, help="the study's eval.batch_size")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     args = parser.parse_args()
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
     before = old_scorer(args.commit)
     items_file = next((args.results / "data").glob("eval-*/items.jsonl"))
@@ -80,9 +84,9 @@ def main() -> None:
         tables = {}
         for _ in range(args.repeats):
             for name, module in (("before", before), ("after", scorer)):
-                start = time.perf_counter()
+                start = clock()
                 tables[name] = module.score_items(model, tokenizer, items, batch_size=args.batch_size, progress=False)
-                seconds[name].append(time.perf_counter() - start)
+                seconds[name].append(clock() - start)
         diff = float(np.max(np.abs(tables["before"]["loglik"].to_numpy() - tables["after"]["loglik"].to_numpy())))
         same_pred = float(np.mean([a == b for a, b in zip(
             tables["before"].groupby(["benchmark", "item"], sort=False)["loglik"].agg(lambda s: int(np.argmax(s))),

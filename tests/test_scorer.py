@@ -132,9 +132,9 @@ def test_bf16_autocast_scores_close_to_fp32(model, tokenizer, items):
 
 
 def test_token_budget_is_a_cpu_work_unit_or_a_share_of_free_gpu_memory(model, monkeypatch):
-    assert scorer.token_budget(model) == scorer.CPU_TOKENS
-    on_gpu = types.SimpleNamespace(config=model.config, device=torch.device("cuda"))
     config = model.config
+    assert scorer.token_budget(model) == scorer.CPU_ACTIVATION_BYTES // (4 * (32 + config.intermediate_size))
+    on_gpu = types.SimpleNamespace(config=model.config, device=torch.device("cuda"))
     per_token = scorer._kv_bytes_per_token(model) + 4 * (6 * config.hidden_size + 3 * config.intermediate_size)
     assert scorer._kv_bytes_per_token(model) == 2 * config.num_hidden_layers * config.num_key_value_heads * 16 * 4
     for free in (2**28, 2**31):

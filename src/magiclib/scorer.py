@@ -33,7 +33,7 @@ from .errors import BadValue
 
 ITEM_COLUMNS = ["benchmark", "item", "choice", "loglik", "n_tokens", "n_chars", "gold"]
 PRECISIONS = ("fp32", "bf16")
-CPU_TOKENS = 2048  # tokens per forward on a CPU: big enough to keep the matmuls efficient, small for the caches
+CPU_ACTIVATION_BYTES = 16 * 2**20  # one layer's fp32 activations per forward on a CPU: ~2k tokens at d 576
 CPU_CACHE_BYTES = 512 * 2**20  # the keys and values copied for one tail pass, on a CPU
 GPU_MEMORY_SHARE = 0.5  # of the free GPU memory, for one forward's activations and cache copies
 HEAD_BYTES = 256 * 2**20  # fp32 logits of the output head, per chunk of predicted positions
@@ -137,20 +137,23 @@ def _kv_bytes_per_token(model) -> int:
 
 
 def token_budget(model) -> int:
-    """Tokens per forward pass: a fixed work unit on a CPU; on a GPU, what half its free memory holds (the
-    activations of one layer in fp32 plus every layer's keys and values, per token)."""
-    if model.device.type != "cuda":
-        return CPU_TOKENS
+    """Tokens per forward pass. On a CPU, as many as keep one layer's activations (hidden state and MLP
+    intermediate, fp32) within CPU_ACTIVATION_BYTES, near the caches (a larger batch measured slower on a
+    busy machine; a small model gets more tokens, so fewer forward calls). On a GPU, what half its free
+    memory holds: the activations of one layer plus every layer's keys and values, per token."""
     config = model.config.get_text_config()
+    if model.device.type != "cuda":
+        return max(256, CPU_ACTIVATION_BYTES // (4 * (config.hidden_size + config.intermediate_size)))
     free, _ = torch.cuda.mem_get_info(model.device)
     per_token = _kv_bytes_per_token(model) + 4 * (6 * config.hidden_size + 3 * config.intermediate_size)
     return int(min(2**17, max(256, GPU_MEMORY_SHARE * free // per_token)))
 
 
 def _cache_budget(model, max_tokens: int) -> int:
-    """Cached positions (keys) one tail pass may copy: bounded in bytes on a CPU, by the token budget on a GPU."""
+    """Cached positions (keys) one tail pass may copy: bounded in bytes on a CPU; on a GPU the token budget,
+    whose bytes per token already count every layer's keys and values."""
     if model.device.type == "cuda":
-        return 4 * max_tokens
+        return max_tokens
     return max(max_tokens, CPU_CACHE_BYTES // _kv_bytes_per_token(model))
 
 

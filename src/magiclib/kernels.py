@@ -5,8 +5,8 @@ kernel process, then seconds of imports) is most of a short step's cost. A `Warm
 its first notebook and executes every later notebook in the same kernel through papermill, so each executed
 notebook is still the step's full record.
 
-Between notebooks the kernel's namespace is cleared (`%reset -f`) and garbage-collected, so no variable of one
-step is seen by the next; imported modules stay loaded, which is the point. What modules keep is deterministic
+Between notebooks the kernel's namespace is cleared (every name a notebook defined, and the output cache), so no
+variable of one step is seen by the next; imported modules stay loaded, which is the point. What modules keep is deterministic
 by design (every run seeds its own generators, caches are pure functions), so a step computes the same
 numbers in a warm kernel as in a fresh one (tests/test_kernels.py). A kernel that died is replaced by a
 fresh one, and the kernel is shut down when the process that owns it exits.
@@ -23,7 +23,15 @@ from papermill.engines import NBClientEngine, papermill_engines
 from papermill.log import logger
 
 ENGINE = "magiclib-warm"
-RESET = "%reset -f\nimport gc\ngc.collect()"
+# Every name a notebook defined goes, and the output cache with it; what IPython itself put there stays. No
+# gc.collect(): with torch loaded a full collection takes seconds, and the automatic one frees what cycles hold.
+RESET = """
+_shell = get_ipython()
+for _name in [n for n in _shell.user_ns if not n.startswith("_") and n not in _shell.user_ns_hidden]:
+    del _shell.user_ns[_name]
+_shell.user_ns["_oh"].clear()
+_shell.user_ns.update({"_": "", "__": "", "___": ""})
+"""
 
 
 class _WarmEngine(NBClientEngine):

@@ -73,7 +73,9 @@ def test_build_executes_only_what_changed(tmp_path, monkeypatch):
         Path(folder) / "vega-bundle.js", "window.vegaEmbed = null;"))
     monkeypatch.setattr(book, "ProcessPoolExecutor", _InlinePool)
     monkeypatch.setattr(book, "_execute", fake_execute)
-    monkeypatch.setattr(book, "_jupyter_book", lambda stage, build: build / "html" / "index.html")
+    built = []
+    monkeypatch.setattr(book, "_jupyter_book", lambda stage, build, rebuild_all: built.append(rebuild_all) or (
+        build / "html" / "index.html"))
     results = tmp_path / "results"
     results.mkdir()
     cfg = load_config("smoke")
@@ -87,6 +89,7 @@ def test_build_executes_only_what_changed(tmp_path, monkeypatch):
     io.write_text(results / "scores.csv", "new results\n")
     book.build_book(cfg, results, tmp_path / "out")
     assert len(executed) == len(book.chapters())
+    assert built == [True, False, False]  # every page again only when the book's own files changed
 
 
 class _InlinePool:

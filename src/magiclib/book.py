@@ -55,13 +55,14 @@ def build_book(cfg: StudyConfig, results: Path, output: Path | None = None,
     results = Path(results).resolve()
     build = Path(output or BOOK_DIR).resolve() / "_build"
     stage = build / "stage"
-    _copy_sources(stage)
+    sources_changed = _copy_sources(stage)
     stamps_path = build / STAMPS
     stamps = io.read_json(stamps_path) if stamps_path.exists() else {}
     bundle, static = plots.bundle_version(), stage / "book" / "_static"
     if stamps.get(plots.BUNDLE_NAME) != bundle or not (static / plots.BUNDLE_NAME).exists():
         plots.write_bundle(static)
         stamps[plots.BUNDLE_NAME] = bundle
+        sources_changed = True
     results_key = _results_key(results)
     keys = {nb: _chapter_key(nb, cfg, results, results_key) for nb in chapters()}
     todo = [nb for nb, key in keys.items() if stamps.get(nb.stem) != key or not _staged(stage, nb).exists()]
@@ -87,7 +88,8 @@ def build_book(cfg: StudyConfig, results: Path, output: Path | None = None,
                 io.write_json(stamps_path, stamps)
     if failures:
         raise ChapterError("\n".join(failures))
-    return _jupyter_book(stage, build)
+    # Sphinx rebuilds nothing when no page changed, and then skips copying the static files too
+    return _jupyter_book(stage, build, rebuild_all=sources_changed)
 
 
 def _staged(stage: Path, notebook: Path) -> Path:
@@ -102,24 +104,28 @@ def _worker_setup(log_path: str) -> None:
     os.dup2(log, 2)
 
 
-def _copy_sources(stage: Path) -> None:
-    """Copy the book's config and every non-notebook file of book/ (copy2 keeps mtimes for Sphinx)."""
+def _copy_sources(stage: Path) -> bool:
+    """Copy the book's config and every non-notebook file of book/ (copy2 keeps mtimes for Sphinx);
+    True if any of them changed."""
+    changed = False
     for name in BOOK_FILES:
-        _copy_if_changed(paths.REPO_ROOT / name, stage / name)
+        changed |= _copy_if_changed(paths.REPO_ROOT / name, stage / name)
     for source in BOOK_DIR.rglob("*"):
         relative = source.relative_to(BOOK_DIR)
         if source.is_dir() or source.suffix == ".ipynb" or relative.parts[0] == "_build" or any(
                 part.startswith(".") for part in relative.parts):
             continue
-        _copy_if_changed(source, stage / "book" / relative)
+        changed |= _copy_if_changed(source, stage / "book" / relative)
+    return changed
 
 
-def _copy_if_changed(source: Path, target: Path) -> None:
+def _copy_if_changed(source: Path, target: Path) -> bool:
     if target.exists() and target.read_bytes() == source.read_bytes():
-        return
+        return False
     target.parent.mkdir(parents=True, exist_ok=True)
     with io.atomic_path(target) as tmp:
         shutil.copy2(source, tmp)
+    return True
 
 
 def _results_key(results: Path) -> str:
@@ -172,11 +178,12 @@ def _fold_parameters(notebook: Path) -> None:
     io.write_text(notebook, nbformat.writes(nb))
 
 
-def _jupyter_book(stage: Path, build: Path) -> Path:
-    """Build HTML from the staged, executed book into build/html; the log goes to build/jupyter-book.log."""
+def _jupyter_book(stage: Path, build: Path, rebuild_all: bool = False) -> Path:
+    """Build HTML from the staged, executed book into build/html (every page with `rebuild_all`); the log
+    goes to build/jupyter-book.log."""
     # through this interpreter, not a `jupyter-book` script that may belong to another environment
     command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(stage),
-               "--path-output", str(build.parent)]
+               "--path-output", str(build.parent), *(["--all"] if rebuild_all else [])]
     with tqdm(total=1, desc="html", unit="book") as progress:
         done = subprocess.run(command, capture_output=True, text=True)
         progress.update()

@@ -162,7 +162,9 @@ class PaperComparison:
         notes = table["note"].where(table["note"].ne(""))
         if notes.notna().any():
             shown["note"] = notes.fillna("")
-        return shown.style.hide(axis="index").format({"ours": "{:.2f}", "p": "{:.3f}"}, na_rep="-")
+        # "accuracy~confidence" may break after its "~" (a zero-width space), so the table fits the column
+        wrap = {"metric": lambda m: m.replace("~", "~\u200b")} if "metric" in shown else {}
+        return shown.style.hide(axis="index").format({"ours": "{:.2f}", "p": "{:.3f}", **wrap}, na_rep="-")
 
 
 def _tick(value) -> str:

@@ -80,6 +80,14 @@ def critical_r(n: int, alpha: float = ALPHA) -> float:
     return float(t / np.sqrt(n - 2 + t**2))
 
 
+def seeds_text(cfg: StudyConfig) -> str:
+    """'1 seed', or per scale where scales differ: '3 seeds at mini-s and 1 seed at mini-l'."""
+    counts = {scale: len(cfg.scale_seeds(scale)) for scale in cfg.scales}
+    if len(set(counts.values())) == 1:
+        return counted(next(iter(counts.values())), "seed")
+    return " and ".join(f"{counted(n, 'seed')} at {scale}" for scale, n in counts.items())
+
+
 def listing(names: list[str], none: str = "none") -> str:
     """'a, b, c', or `none` for an empty list."""
     return ", ".join(names) if names else none
@@ -187,3 +195,103 @@ def benchmarks_table(items: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     order = plots.benchmark_order(frame)
     return frame.set_index("benchmark").loc[order].reset_index()[list(frame.columns)]
+
+
+# --- the answers the introduction opens with ----------------------------------------------------------------
+
+
+def answers(scores: pd.DataFrame, n_boot: int = N_BOOT) -> pd.DataFrame:
+    """One row per research question: rq, chapter, verdict, evidence and noise (is the signal above it?).
+
+    Each answer is one function of ANSWERS (scores, n_boot -> dict), so a finer analysis of noise can
+    replace one answer without touching the others. `answers_markdown` writes the rows as the intro's list.
+    """
+    return pd.DataFrame([answer(scores, n_boot) for answer in ANSWERS])
+
+
+def answers_markdown(table: pd.DataFrame) -> str:
+    """The answers as a markdown list: '- **[RQ1](chapter.ipynb)** verdict: evidence; noise.'"""
+    return "\n".join(f"- **[{row.rq}]({row.chapter}.ipynb)** {row.verdict}: {row.evidence}; {row.noise}."
+                     for row in table.itertuples())
+
+
+def _noise_line(scores: pd.DataFrame, metric: str) -> str:
+    """How many (scale, stage, benchmark) cells separate the mixtures by more than the item noise."""
+    from .analysis import signal_to_noise
+
+    snr = signal_to_noise(scores, metric)["snr_items"]
+    above = int((snr > 1).sum())
+    return (f"the mixtures differ by more than the item noise in {above} of {snr.notna().sum()} "
+            f"benchmark cells ({METRIC_NAMES[metric]}, median ratio {snr.median():.2f})")
+
+
+def _rq1_answer(scores: pd.DataFrame, n_boot: int) -> dict:
+    from .analysis import adjust_pvalues, category_transfer
+    from .analysis.tables import scale_order
+
+    means = adjust_pvalues(category_transfer(scores, metrics=("accuracy", "confidence"), n_boot=n_boot),
+                           by="metric")
+    overall = means[means["category"] == "all"]
+    clear = overall[(overall["p_holm"] < ALPHA) & (overall["mean_r"] > 0)]
+    verdict = ("rankings persist beyond noise" if len(clear) == len(overall) else
+               "rankings persist beyond noise only in part" if len(clear) else
+               "no persistence distinguishable from noise")
+    scales = scale_order(scores)
+    evidence = "; ".join(
+        f"{METRIC_NAMES[metric]} mean r " + ", ".join(
+            f"{row.mean_r:.2f} at {row.scale}" for row in
+            rows.set_index("scale").reindex(scales).reset_index().itertuples())
+        for metric, rows in overall.groupby("metric", sort=False))
+    return {"rq": "RQ1", "chapter": "rq1_persistence", "verdict": verdict,
+            "evidence": f"{evidence} ({len(clear)} of {len(overall)} clear Holm-adjusted p < {ALPHA})",
+            "noise": _noise_line(scores, "accuracy")}
+
+
+def _rq2_answer(scores: pd.DataFrame, n_boot: int) -> dict:
+    from .analysis import adjust_pvalues, predictor_ranking
+
+    ranking = adjust_pvalues(predictor_ranking(scores, metric="accuracy", n_boot=n_boot), methods=("holm",))
+    defined = ranking.dropna(subset=["r"])
+    robust = defined[(defined["p_holm"] < ALPHA) & (defined["r"] > 0)]
+    verdict = "some benchmarks are robust predictors" if len(robust) else "no benchmark predicts beyond noise"
+    names = sorted(set(robust["benchmark"]))
+    return {"rq": "RQ2", "chapter": "rq2_predictors", "verdict": verdict,
+            "evidence": f"{len(robust)} of {len(defined)} (benchmark, scale) accuracy correlations are positive "
+                        f"with Holm-adjusted p < {ALPHA}" + (f" ({', '.join(names)})" if names else ""),
+            "noise": _noise_line(scores, "accuracy")}
+
+
+def _rq3_answer(scores: pd.DataFrame, n_boot: int) -> dict:
+    from .analysis import category_scale_differences
+    from .analysis.tables import scale_order
+
+    base = {"rq": "RQ3", "chapter": "rq3_scale", "noise": _noise_line(scores, "confidence")}
+    if len(scale_order(scores)) < 2:
+        return {**base, "verdict": "not answered", "evidence": "this study has one scale"}
+    overall = category_scale_differences(scores, n_boot=n_boot)
+    overall = overall[overall["category"] == "all"]
+    # decided by the test that holds its level (mean Steiger Z, column p), not by the bootstrap interval
+    beyond = overall[overall["p"] < ALPHA]
+    verdict = "transfer changes with scale" if len(beyond) else "no change with scale beyond noise"
+    evidence = "; ".join(f"{METRIC_NAMES[row.metric]} mean r {row.r_from:.2f} at {row.scale_from} to "
+                         f"{row.r_to:.2f} at {row.scale_to} ({row.difference:+.2f}"
+                         + (f" {interval_text(row.ci_low, row.ci_high)}" if row.ci_reliable else "")
+                         + f", {p_is(row.p)})" for row in overall.itertuples())
+    return {**base, "verdict": verdict, "evidence": evidence}
+
+
+def _rq4_answer(scores: pd.DataFrame, n_boot: int) -> dict:
+    from .analysis import adjust_pvalues, alignment
+
+    align = adjust_pvalues(alignment(scores, n_boot=n_boot), by="axis")
+    across = align[align["axis"] == "mixtures"].dropna(subset=["r"])
+    clear = across[across["p_holm"] < ALPHA]
+    verdict = "confidence tracks accuracy beyond noise" if len(clear) else \
+        "no alignment of confidence with accuracy beyond noise"
+    return {"rq": "RQ4", "chapter": "rq4_calibration", "verdict": verdict,
+            "evidence": f"{len(clear)} of {len(across)} (category, scale, stage) alignments across mixtures clear "
+                        f"Holm-adjusted p < {ALPHA}",
+            "noise": _noise_line(scores, "confidence")}
+
+
+ANSWERS = (_rq1_answer, _rq2_answer, _rq3_answer, _rq4_answer)

@@ -51,6 +51,8 @@ def make_corpus(out: Path, tokens: float) -> None:
     for file in sorted((mirror / "pretrain").glob("*/*.jsonl.gz")):
         with gzip.open(file, "rt", encoding="utf-8") as f:
             docs += [json.loads(line) for line in f]
+    # Mixed order: every file (a reading task's share) holds all pools, long books and short tweets alike.
+    docs = [docs[i] for i in np.random.default_rng(0).permutation(len(docs))]
     out.mkdir(parents=True, exist_ok=True)
     written, chars, file_no, batch = 0, 0, 0, []
     for repeat in range(10**6):

@@ -41,8 +41,9 @@ def pool_rows(path: str | Path) -> int:
 
 
 class PoolRowsReader(BaseReader):
-    """The documents at `rows` (sorted pool row numbers) of a prepared pool; task k of n reads the k-th of n
-    contiguous slices of `rows`. Only the row groups holding wanted rows are read, one at a time."""
+    """The documents at `rows` (sorted pool row numbers) of a prepared pool; task k of n reads every n-th of
+    them from the k-th on (pools are ordered by source, and sources differ in document length: contiguous
+    slices would give one task most of the tokens). Only row groups holding its rows are read, in order."""
 
     name = "pool rows"
 
@@ -54,7 +55,7 @@ class PoolRowsReader(BaseReader):
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
             yield from data
-        wanted = np.array_split(self.rows, world_size)[rank]
+        wanted = self.rows[rank::world_size]
         first = 0
         for file in pool_files(self.path):
             parquet = pq.ParquetFile(file)

@@ -167,12 +167,9 @@ def gather(pools: list[PoolStore], drawn: list[np.ndarray], targets: dict, order
         cut[int(last[p])] = target - int(pool.store.length[drawn[p][:-1]].sum())
     buffer, held = [], 0
     for i in order.tolist():
-        store = pools[which[i]].store
+        tokens = pools[which[i]].store.read(int(rows[i]))
         if i in cut:
-            tokens = store.read(int(rows[i]))
             tokens = np.append(tokens[:cut[i] - 1], tokens[-1])
-        else:
-            tokens = store.read(int(rows[i]))
         buffer.append(tokens)
         held += len(tokens)
         if held >= shards.WRITE_BUFFER:

@@ -61,8 +61,9 @@ class Predictors:
         for scale in self.scales:
             at = accuracy[accuracy["scale"] == scale].dropna(subset=["r"])
             robust = at[at["verdict_holm"] == "robust"]["benchmark"].tolist()
-            raw = at[at["verdict"] == "robust"]["benchmark"].tolist()
-            reversed_ = at[at["verdict"] == "reversed"]["benchmark"].tolist()
+            # predictor_ranking's own verdict is on Holm's p; these two lists are on the raw p
+            raw = at[verdict(at["r"], at["p"]) == "robust"]["benchmark"].tolist()
+            reversed_ = at[verdict(at["r"], at["p"]) == "reversed"]["benchmark"].tolist()
             bh = at[(at["p_bh"] < 0.05) & (at["r"] > 0)]["benchmark"].tolist()
             text = f"- **{scale}**: "
             text += (f"robust after Holm: {', '.join(robust)}" if robust else
@@ -105,8 +106,8 @@ class Predictors:
         return ("A benchmark whose transfer changes sign with scale would send a small-scale mixture search the "
                 "wrong way at the larger scale. The paper reports such flips for WinoGrande and MNLI [S]. Here, "
                 "counting only benchmarks with a correlation at both scales:\n\n" + "\n".join(lines)
-                + "\n\nA sign flip between two small correlations is expected by chance; only a confident flip is "
-                "evidence, and at this number of mixtures even the bootstrap intervals behind it are too narrow.")
+                + "\n\nA sign flip between two small correlations is expected by chance; only a confident flip, with "
+                "both Fisher-z intervals away from zero on opposite sides, is evidence.")
 
     # --- charts and tables ------------------------------------------------------------------------------
 
@@ -128,7 +129,7 @@ class Predictors:
             return alt.layer(zero, rules, points).properties(width=320, height=16 * max(len(at), 1), title=scale)
 
         return alt.vconcat(*[panel(scale) for scale in self.scales]).properties(
-            title="Benchmarks ranked by cross-stage accuracy r, with 95% bootstrap intervals")
+            title="Benchmarks ranked by cross-stage accuracy r, with 95% Fisher-z intervals")
 
     def ranking_table(self, metric: str):
         frames = {}

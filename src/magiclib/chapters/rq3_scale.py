@@ -28,12 +28,9 @@ class Scale:
         if self.several:
             differences = analysis.scale_differences(scores, n_boot=n_boot)
             category_differences = analysis.category_scale_differences(scores, n_boot=n_boot)
-            # Where most resamples were degenerate the library gives no interval; its p_boot then rests on the
-            # few resamples left, so it is withheld too, and the two never disagree.
-            for table in (differences, category_differences):
-                table.loc[table["ci_low"].isna(), "p_boot"] = np.nan
+            # decisions use Steiger's Z (column p), which holds its level at n = 9; p_boot rejects too often
             # one family per metric: every benchmark's difference between consecutive scales
-            self.differences = analysis.adjust_pvalues(differences, p_column="p_boot", by="metric")
+            self.differences = analysis.adjust_pvalues(differences, p_column="p", by="metric")
             self.category_differences = category_differences
         self.coherence = analysis.coherence_means(scores, n_boot=n_boot)
         self.similarity = analysis.matrix_similarity(scores, "confidence")
@@ -85,15 +82,17 @@ class Scale:
         lines = []
         for metric, rows in self.differences.groupby("metric", sort=False):
             defined = rows.dropna(subset=["difference"])
+            # an interval flagged unreliable (|r| = 1 at a scale, heavily tied scores) is not counted
             with_interval = defined.dropna(subset=["ci_low"])
+            with_interval = with_interval[with_interval["ci_reliable"].fillna(False).astype(bool)]
             excludes = with_interval[(with_interval["ci_low"] > 0) | (with_interval["ci_high"] < 0)]
             text = (f"- {METRIC_NAMES[metric]}: of {len(with_interval)} benchmarks with an interval, "
                     f"{len(excludes)} exclude zero ({(excludes['difference'] > 0).sum()} up, "
-                    f"{(excludes['difference'] < 0).sum()} down) and {(with_interval['p_boot_holm'] < 0.05).sum()} "
-                    "remain after Holm's adjustment")
+                    f"{(excludes['difference'] < 0).sum()} down) and {(defined['p_holm'] < 0.05).sum()} "
+                    "differences pass Steiger's test after Holm's adjustment")
             if len(defined) > len(with_interval):
-                text += (f"; {len(defined) - len(with_interval)} more have a difference but too few usable "
-                         "resamples for an interval (scores constant in most resamples)")
+                text += (f"; {len(defined) - len(with_interval)} more have a difference but no reliable interval "
+                         "(scores constant in most resamples, or |r| = 1 at a scale)")
             lines.append(text + ".")
         return "\n".join(lines)
 
@@ -159,15 +158,14 @@ class Scale:
         tables = []
         for (small, large), at in table.groupby(["scale_from", "scale_to"], sort=False):
             tables.append(
-                at[["metric", "category", "n_benchmarks", "r_from", "r_to", "difference", "interval", "p_boot",
-                    "paper"]]
+                at[["metric", "category", "n_benchmarks", "r_from", "r_to", "difference", "interval", "p", "paper"]]
                 .rename(columns={"n_benchmarks": "benchmarks", "r_from": f"r at {small}", "r_to": f"r at {large}",
-                                 "interval": "95% CI", "p_boot": "p (bootstrap)"})
+                                 "interval": "95% CI", "p": "p (Steiger)"})
                 .style.hide(axis="index")
                 .set_caption(f"Change of the mean cross-stage r per category, {small} to {large} "
                              "(95% CI from a paired bootstrap)")
                 .format({f"r at {small}": "{:.2f}", f"r at {large}": "{:.2f}", "difference": "{:+.2f}",
-                         "p (bootstrap)": p_text}, na_rep="-")
+                         "p (Steiger)": p_text}, na_rep="-")
                 .set_properties(subset=["paper"], **{"color": "#777", "white-space": "normal"}))
         return tables
 
@@ -189,7 +187,7 @@ class Scale:
             at = rows.set_index(["category", "benchmark"])
             table = pd.DataFrame({
                 f"r at {small}": at["r_from"], f"r at {large}": at["r_to"], "difference": at["difference"],
-                "95% CI": interval(at), "p (Holm)": at["p_boot_holm"], "Steiger z": at["steiger_z"],
+                "95% CI": interval(at), "p (Holm)": at["p_holm"], "Steiger z": at["steiger_z"],
                 "Steiger p": at["steiger_p"], "Zou 95% CI": interval(at, "zou_low", "zou_high")})
             tables.append(table.style.set_caption(f"Cross-stage {METRIC_NAMES[metric]} r at {small} and {large} and "
                                                   "its change (95% CI from a paired bootstrap)")

@@ -1,12 +1,13 @@
 """Precision resolution: explicit requests win, `auto` follows an (injected) measurement, decisions are cached,
 and the step hash carries the resolved precision (fp32 hashes as before). No test depends on this CPU."""
 
+import dataclasses
 import json
 
 import pytest
 
 from magiclib import precision, steps
-from magiclib.config import ConfigError, load_config
+from magiclib.config import ConfigError, config_hash, load_config, to_dict
 
 
 @pytest.fixture
@@ -126,9 +127,28 @@ def test_fp32_hashes_as_before_and_bf16_apart(cache):
             assert steps.step_hash(bf16, step) != steps.step_hash(fp32, step)
 
 
-def test_fp32_hash_is_unchanged_by_precision_support():
-    """The hash an fp32 mini step had before precisions were resolved (the baseline results/mini)."""
+def test_fp32_hashes_as_before_precisions_were_resolved():
+    """An fp32 step hashes exactly what it hashed before (train.precision "auto", eval without the key), so the
+    fp32 results computed then (the baseline results/mini at 9c1c4e1: pretrain V1-P0 mini-l f675548660eb,
+    sft 6830b58cb3f8, evaluate PT 2f9432b2e3d0, checked at 1a0e1d6) keep their folders."""
     cfg = load_config("mini", ["train.precision=fp32", "eval.precision=fp32"])
-    assert steps.step_hash(cfg, steps.Step("pretrain", "V1-P0", "mini-l", 0)) == "f675548660eb"
-    assert steps.step_hash(cfg, steps.Step("sft", "V1-P0", "mini-l", 0)) == "6830b58cb3f8"
-    assert steps.step_hash(cfg, steps.Step("evaluate", "V1-P0", "mini-l", 0, "PT")) == "2f9432b2e3d0"
+    scale = cfg.scale("mini-l")
+    pretrain, sft = steps.Step("pretrain", "V1-P0", "mini-l", 0), steps.Step("sft", "V1-P0", "mini-l", 0)
+    assert steps.step_hash(cfg, pretrain) == config_hash(steps.mixture_hash(cfg, "V1-P0", 0), scale.model,
+                                                         dataclasses.replace(scale.pretrain, precision="auto"), 0)
+    assert steps.step_hash(cfg, sft) == config_hash(steps.step_hash(cfg, pretrain), steps.sft_data_hash(cfg),
+                                                    dataclasses.replace(scale.sft, precision="auto"))
+    scoring = {k: v for k, v in to_dict(cfg.eval).items() if k != "precision"}
+    assert steps.step_hash(cfg, steps.Step("evaluate", "V1-P0", "mini-l", 0, "PT")) == config_hash(
+        steps.step_hash(cfg, pretrain), scoring, steps.eval_items_hash(cfg))
+
+
+def test_the_written_config_holds_the_decision_and_keeps_the_hashes(tmp_path, monkeypatch):
+    from magiclib import results
+
+    monkeypatch.setenv(precision.DECISION_ENV, "bf16")
+    cfg = _mini()
+    written = load_config(str(results.write_config(cfg, tmp_path)))
+    assert {s.pretrain.precision for s in written.scales.values()} == {"bf16"} and written.eval.precision == "bf16"
+    step = steps.Step("evaluate", "V2-P1", "mini-l", 0, "SFT")
+    assert steps.step_hash(written, step) == steps.step_hash(cfg, step)

@@ -78,16 +78,16 @@ def pretrain_jobs(results: Path) -> dict[str, str]:
             if key.startswith("runs/pretrain/")}
 
 
-def wait_until_training(results: Path, mixture: str, timeout: float = 300) -> Path:
-    """The partial folder of a pretraining run once its loop is running (its progress bar is in the log)."""
-    jobs = json.loads((results / "slurm" / "jobs.json").read_text())
-    log = next(Path(e["log"]) for k, e in jobs.items() if k.startswith(f"runs/pretrain/{mixture}_"))
-    deadline = time.time() + timeout
+def wait_until_training(results: Path, mixture: str, timeout: float = 600) -> None:
+    """Return once a pretraining task's loop is running (its progress bar is in the task's log)."""
+    book, deadline = results / "slurm" / "jobs.json", time.time() + timeout
     while time.time() < deadline:
-        if log.exists() and "step/s" in log.read_text(errors="replace").split("pretrain ")[-1]:
-            return next((results / "runs" / "pretrain").glob(f"{mixture}_*.partial"))
+        logs = [Path(e["log"]) for k, e in json.loads(book.read_text()).items()
+                if k.startswith(f"runs/pretrain/{mixture}_")] if book.exists() else []
+        if logs and logs[0].exists() and "step/s" in logs[0].read_text(errors="replace").split("pretrain ")[-1]:
+            return
         time.sleep(1)
-    raise AssertionError(f"{mixture}'s pretraining did not start within {timeout} s; see {log}")
+    raise AssertionError(f"{mixture}'s pretraining did not start within {timeout} s (see {results / 'slurm'})")
 
 
 def release_when_requeued(env, job: str, timeout: float = 120) -> None:
@@ -133,14 +133,18 @@ def test_requeued_and_cancelled_tasks_resume_to_the_same_scores(cluster, tiny_pr
     first = subprocess.Popen([*MAGIC, "study", *args, "--executor", "slurm", "--wait"], env=cluster,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     requeued, cancelled = MIXTURES
-    for mixture in MIXTURES:
-        wait_until_training(results, mixture)
-    jobs = pretrain_jobs(results)
-    # As at a time limit: Slurm's warning signal; the task checkpoints, requeues itself and resumes.
-    subprocess.run(["scancel", "--signal=USR2", jobs[requeued]], env=cluster, check=True)
-    subprocess.run(["scancel", jobs[cancelled]], env=cluster, check=True)
-    release_when_requeued(cluster, jobs[requeued])
-    out, err = first.communicate(timeout=1200)
+    try:
+        for mixture in MIXTURES:
+            wait_until_training(results, mixture)
+        jobs = pretrain_jobs(results)
+        # As at a time limit: Slurm's warning signal; the task checkpoints, requeues itself and resumes.
+        subprocess.run(["scancel", "--signal=USR2", jobs[requeued]], env=cluster, check=True)
+        subprocess.run(["scancel", jobs[cancelled]], env=cluster, check=True)
+        release_when_requeued(cluster, jobs[requeued])
+        out, err = first.communicate(timeout=1200)
+    finally:
+        if first.poll() is None:
+            first.kill()
     assert first.returncode == 1, out + err
     # The cancelled task stopped at a checkpoint; its dependants were cancelled, not left pending.
     partial = next((results / "runs" / "pretrain").glob(f"{cancelled}_*.partial"))

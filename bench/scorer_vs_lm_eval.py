@@ -298,9 +298,13 @@ def main() -> None:
     lm = HFLM(pretrained=str(folder), device="cpu", dtype="float32", batch_size=args.batch_size)
     names = args.benchmarks or [n for n, b in benchmarks.BENCHMARKS.items() if b.source.mirror_path]
     rows = []
+    partial = OUT / f"scorer_vs_lm_eval{'_' + args.tag if args.tag else ''}.rows.jsonl"
+    io.write_text(partial, "")
     for name in names:
         print(f"{name} ...", flush=True)
         rows.append(compare(name, lm, model, tokenizer, args.limit, args.batch_size, args.repeats, peak_start))
+        with open(partial, "a", encoding="utf-8") as f:  # each row as it is done: a long run can be read early
+            f.write(json.dumps({**rows[-1], "matmul_peak_flops": peak_start, "clock": args.clock}) + "\n")
     peak = max(peak_start, matmul_peak(args.threads))
     for r in rows:  # the floor at the better of the two peak measurements
         r["floor_seconds"] *= peak_start / peak
@@ -333,12 +337,19 @@ def totals(rows: list[dict]) -> dict:
 
 def merge(tags: list[str]) -> None:
     """One table from the records of runs over parts of the benchmarks (each with its own peak and floor)."""
-    records = [io.read_json(OUT / f"scorer_vs_lm_eval_{tag}.json") for tag in tags]
-    rows = [row for record in records for row in record["parity"]]
+    rows = []
+    for tag in tags:
+        done = OUT / f"scorer_vs_lm_eval_{tag}.json"
+        if done.exists():
+            record = io.read_json(done)
+            rows += record["parity"]
+            print(f"{tag}: matmul peak {record['matmul_peak_flops'] / 1e9:.1f} GFLOP/s, clock {record['args']['clock']}, "
+                  f"load {record['machine_at_start']['load_average']} -> {record['machine']['load_average']}")
+        else:  # a run still going (or stopped): the rows it finished
+            lines = (OUT / f"scorer_vs_lm_eval_{tag}.rows.jsonl").read_text().splitlines()
+            rows += [json.loads(line) for line in lines]
+            print(f"{tag}: unfinished, {len(lines)} benchmark(s) done")
     print_table([*rows, totals(rows)])
-    for tag, record in zip(tags, records, strict=True):
-        print(f"{tag}: matmul peak {record['matmul_peak_flops'] / 1e9:.1f} GFLOP/s, clock {record['args']['clock']}, "
-              f"load {record['machine_at_start']['load_average']} -> {record['machine']['load_average']}")
 
 
 if __name__ == "__main__":

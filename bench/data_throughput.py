@@ -134,6 +134,7 @@ def data_step(corpus: Path, tokenizer_dir: Path, work: Path, tasks: int, target:
     from magiclib.data import blocks, mixtures, shards
 
     shutil.rmtree(work, ignore_errors=True)
+    clock = time.time()  # the parent splits its memory samples by stage with this
     started = time.perf_counter()
     blocks.run_pipeline([JsonlReader(str(corpus), compression="gzip", glob_pattern="*.jsonl.gz"),
                          ParquetWriter(str(work / "pool"), output_filename="${rank}.parquet",
@@ -149,40 +150,41 @@ def data_step(corpus: Path, tokenizer_dir: Path, work: Path, tasks: int, target:
     written = shards.write_shards(work / "mixture", mixtures.gather([pool], [rows], {"all": ("web", target)},
                                                                      order), target, tokenizer.dtype)
     total_s = time.perf_counter() - started
-    return {"tokens": target, "docs": len(rows), "pool_s": pool_s, "tokenize_s": tokenize_s,
+    return {"tokens": target, "docs": len(rows), "clock": clock, "pool_s": pool_s, "tokenize_s": tokenize_s,
             "write_s": total_s - pool_s - tokenize_s, "seconds": total_s, "shards": len(written),
             "tokenized_docs": int((store.length >= 0).sum()), "pool_docs": len(store.length),
             "tokenized_tokens": int(store.length[store.length >= 0].sum())}
 
 
-def _tree_rss(pid: int) -> int:
+def _tree_rss(pid: int) -> list[tuple[str, int]]:
+    """(name, RSS) of a process and all its descendants."""
     import psutil
 
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
+        return []
+    out = []
     for proc in procs:
         try:
-            total += proc.memory_info().rss
+            out.append((" ".join(proc.cmdline()[1:3])[-40:], proc.memory_info().rss))
         except psutil.NoSuchProcess:
             pass
-    return total
+    return out
 
 
 def measured_step(args, tasks: int, target: int) -> tuple[dict, int]:
-    """The data step in a child process; returns its record and the peak RSS of its process tree."""
+    """The data step in a child process; returns its record and the peak RSS of its process tree (and
+    prints the peak of each stage, with the processes that made it up)."""
     command = [sys.executable, __file__, "step", "--corpus", str(args.corpus), "--tokenizer", str(args.tokenizer),
                "--work", str(args.work), "--tasks", str(tasks), "--target", str(target)]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, env={**os.environ, **ONE_THREAD})
-    peak, done = 0, threading.Event()
+    samples, done = [], threading.Event()
 
     def sample():
-        nonlocal peak
         while not done.is_set():
-            peak = max(peak, _tree_rss(child.pid))
+            samples.append((time.time(), _tree_rss(child.pid)))
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -192,7 +194,14 @@ def measured_step(args, tasks: int, target: int) -> tuple[dict, int]:
     sampler.join()
     if child.returncode:
         sys.exit(f"the data step failed (exit {child.returncode})")
-    return json.loads(out.decode().strip().splitlines()[-1]), peak
+    record = json.loads(out.decode().strip().splitlines()[-1])
+    bounds = np.cumsum([record["clock"], record["pool_s"], record["tokenize_s"], record["write_s"]])
+    for stage, lo, hi in zip(("pool", "tokenize", "write"), bounds[:-1], bounds[1:], strict=True):
+        inside = [procs for t, procs in samples if lo <= t <= hi] or [[]]
+        top = max(inside, key=lambda procs: sum(rss for _, rss in procs))
+        print(f"  peak RSS in {stage}: {sum(r for _, r in top) / 2**20:.0f} MiB = "
+              + ", ".join(f"{name} {rss / 2**20:.0f}" for name, rss in top), flush=True)
+    return record, max(sum(rss for _, rss in procs) for _, procs in samples)
 
 
 def run(args) -> None:

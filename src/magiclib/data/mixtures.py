@@ -31,7 +31,7 @@ from . import blocks, shards
 from .pools import pool_path
 
 FIRST_BATCH = 16  # documents drawn before the pool's tokens per document are known
-MIN_DOCS_PER_TASK = 2000  # a smaller round is tokenized in this process: starting workers would cost more
+MIN_DOCS_PER_TASK = 500  # per task; a round under this is tokenized in this process (workers cost seconds)
 STORE_SUBDIR = "pool-tokens"
 EOS_FALLBACK = "<|endoftext|>"
 

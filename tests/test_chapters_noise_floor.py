@@ -35,7 +35,7 @@ def test_section_tables_facts_and_chart(study, monkeypatch):
     assert "rte" not in noise.measurable_names("mini-s", "gold_ll_char")  # seed noise only: below the floor
     assert noise.verdict_names("mini-s", "gold_ll_char", noise_floor.PERSIST) == ["arc_easy"]
     table = noise.transfer("gold_ll_char")
-    assert list(table.columns[:3]) == ["scale", "benchmark", "signal"]
+    assert list(table.columns[:3]) == ["scale", "benchmark", "signal (reliability PT / SFT)"]
     assert {"naive r", "split r", "corrected r", "mixture r", "verdict"} <= set(table.columns)
     assert len(noise.planning()) == 2 * 7
     facts = noise.facts()

@@ -238,7 +238,7 @@ def _rq1_answer(scores: pd.DataFrame, n_boot: int) -> dict:
                "no persistence distinguishable from noise")
     scales = scale_order(scores)
     evidence = "; ".join(
-        f"{METRIC_NAMES[metric]} mean r " + ", ".join(
+        f"{METRIC_NAMES[metric]} naive mean r " + ", ".join(
             f"{row.mean_r:.2f} at {row.scale}" for row in
             rows.set_index("scale").reindex(scales).reset_index().itertuples())
         for metric, rows in overall.groupby("metric", sort=False))

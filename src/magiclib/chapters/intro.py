@@ -6,6 +6,7 @@ import pandas as pd
 
 from .. import report, results
 from ..benchmarks import BENCHMARKS, STUDY_BENCHMARKS
+from .noise_floor import NoiseFloor, noise_aware
 
 
 class Intro:
@@ -15,17 +16,18 @@ class Intro:
         self.cfg = report.study_config(results_dir, preset)
         self.scores = results.table(results_dir, "scores")
         self.n_boot = n_boot
+        self.noise = NoiseFloor(results_dir, n_boot)
 
     def facts(self) -> dict[str, str]:
         cfg = self.cfg
         benchmarks = cfg.eval.benchmarks or STUDY_BENCHMARKS
         categories = {BENCHMARKS[b].category for b in benchmarks}
         return {
-            "answers": report.answers_markdown(report.answers(self.scores, self.n_boot)),
+            "answers": report.answers_markdown(noise_aware(report.answers(self.scores, self.n_boot), self.noise)),
             "study": cfg.name, "n_web": len(cfg.web_sources), "n_proportions": len(cfg.proportions),
             "n_mixtures": len(cfg.mixture_names), "n_scales": report.counted(len(cfg.scales), "scale"),
-            "scales": ", ".join(cfg.scales), "n_seeds": report.counted(len(cfg.seeds), "seed"),
-            "n_checkpoints": len(cfg.mixture_names) * len(cfg.scales) * len(cfg.seeds) * 2,
+            "scales": ", ".join(cfg.scales), "n_seeds": report.seeds_text(cfg),
+            "n_checkpoints": len(cfg.mixture_names) * sum(len(cfg.scale_seeds(s)) for s in cfg.scales) * 2,
             "n_benchmarks": len(benchmarks),
             "n_categories": report.counted(len(categories), "category", "categories"),
             "rerun": (f"```bash\nmake book PRESET={cfg.name}                         # compute what is missing, "

@@ -98,9 +98,9 @@ class NoiseFloor:
         rows = self.audit[self.audit["metric"] == metric]
         out = pd.DataFrame({
             "scale": rows["scale"], "benchmark": rows["benchmark"],
-            "signal": np.where(rows["measurable"], "above noise", "below noise"),
-            "reliability PT / SFT": [f"{_reliability(a)} / {_reliability(b)}" for a, b in
-                                     zip(rows["reliability_pt"], rows["reliability_sft"], strict=True)],
+            "signal (reliability PT / SFT)": [
+                f"{'above' if m else 'below'} noise ({_reliability(a)} / {_reliability(b)})" for m, a, b in
+                zip(rows["measurable"], rows["reliability_pt"], rows["reliability_sft"], strict=True)],
             "naive r": rows["naive_r"].round(2),
             "split r": rows["split_r"].round(2),
             "corrected r": [_r_text(r, lo, hi) for r, lo, hi in
@@ -260,10 +260,10 @@ def _r_text(r: float, low: float, high: float) -> str:
 
 def intro_noise_line(noise: NoiseFloor, rq: str) -> str:
     """The intro's noise clause for one RQ, from the audit (replaces the item-SE-only line)."""
-    lines = {"RQ1": ["accuracy", "confidence"], "RQ2": ["accuracy"], "RQ3": ["accuracy", "confidence"],
+    lines = {"RQ1": ["accuracy", "confidence"], "RQ2": ["accuracy"], "RQ3": ["accuracy"],
              "RQ4": ["accuracy", "confidence"]}[rq]
     best = noise.best_metric
-    if best not in lines:
+    if best not in lines and rq != "RQ4":  # RQ4 is about accuracy and confidence only
         lines = [*lines, best]
     return "; ".join(noise.line(m) for m in lines)
 
@@ -294,3 +294,12 @@ def intro_verdict(noise: NoiseFloor, rq: str) -> str | None:
                 + report.listing(names, "none on accuracy")
                 + (f"; on continuous or confidence metrics also {', '.join(others)}" if others else ""))
     return None
+
+
+def noise_aware(answers: pd.DataFrame, noise: NoiseFloor) -> pd.DataFrame:
+    """The intro's answers (report.answers) with RQ1/RQ2 verdicts and every noise clause from the audit."""
+    answers = answers.copy()
+    for index, rq in answers["rq"].items():
+        answers.loc[index, "verdict"] = intro_verdict(noise, rq) or answers.loc[index, "verdict"]
+        answers.loc[index, "noise"] = intro_noise_line(noise, rq)
+    return answers

@@ -26,7 +26,7 @@ import sys
 import yaml
 
 from .config import ConfigError, load_config, to_dict
-from .errors import BadValue, user_message
+from .errors import BadValue, UserError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,38 +120,34 @@ def _evaluate_checkpoints(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ConfigError as err:
+        print(f"magic: config error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `magic scores | head` closed the pipe: not an error
+        sys.stderr.close()
+        return 0
+    except UserError as err:  # a mistake the user can fix; anything else is a bug and keeps its traceback
+        print(f"magic: {err}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "evaluate" and (args.model or args.manifest):  # checkpoints from elsewhere: no study config
-        try:
-            if args.model and args.manifest:
-                raise BadValue("give --model (one checkpoint) or --manifest (a list of them), not both")
-            return _evaluate_checkpoints(args)
-        except Exception as err:
-            message = user_message(err)
-            if message is None:
-                raise
-            print(f"magic: {message}", file=sys.stderr)
-            return 1
+        if args.model and args.manifest:
+            raise BadValue("give --model (one checkpoint) or --manifest (a list of them), not both")
+        return _evaluate_checkpoints(args)
     if args.command == "evaluate" and not (args.mixture and args.scale and args.stage):
         print("magic: evaluate needs --mixture, --scale and --stage (a step of the study), or --model DIR_OR_HUB_ID, "
               "or --manifest FILE", file=sys.stderr)
         return 2
     if args.command == "analyse":  # needs no study config
-        try:
-            return _analyse(args.items, args.out)
-        except Exception as err:
-            message = user_message(err)
-            if message is None:
-                raise
-            print(f"magic: {message}", file=sys.stderr)
-            return 1
-    try:
-        cfg = load_config(args.preset, args.overrides)
-        from .benchmarks import scored_benchmarks
+        return _analyse(args.items, args.out)
+    from .benchmarks import scored_benchmarks
 
-        scored_benchmarks(cfg.eval)  # benchmark names are checked where the registry lives
-    except ConfigError as err:
-        print(f"magic: config error: {err}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.preset, args.overrides)
+    scored_benchmarks(cfg.eval)  # benchmark names are checked where the registry lives
     if args.command == "config":
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
@@ -159,50 +155,38 @@ def main(argv: list[str] | None = None) -> int:
     from .results import results_dir, scores_table, write_config
 
     results = results_dir(cfg, args.results)
-    try:
-        if args.command == "data":
-            print(runner.data_table(runner.run_data(cfg, results)).to_string(index=False))
-        elif args.command in ("pretrain", "sft", "evaluate"):
-            step = steps.Step(args.command, args.mixture, args.scale, args.seed if args.seed is not None
-                              else cfg.scale_seeds(args.scale)[0], getattr(args, "stage", None))
-            if args.notebook:
-                failed = grid.run_notebook(write_config(cfg, results), results, step)
-                if failed:
-                    print(f"magic: {step.kind} {step.label} failed; see {failed}", file=sys.stderr)
-                    return 1
-                print(steps.step_dir(cfg, results, step))
-            else:
-                print(runner.run_step(cfg, results, step))
-        elif args.command == "study":
-            print(steps.plan_summary(cfg, results))
-            if args.executor == "slurm":
-                from . import slurm
-
-                return slurm.submit(cfg, results, write_config(cfg, results), dry_run=args.dry_run,
-                                    wait=args.wait)
-            return 0 if args.dry_run else grid.run_study(cfg, results, executor=args.executor,
-                                                         workers=args.workers)
-        elif args.command == "status":
+    if args.command == "data":
+        print(runner.data_table(runner.run_data(cfg, results)).to_string(index=False))
+    elif args.command in ("pretrain", "sft", "evaluate"):
+        step = steps.Step(args.command, args.mixture, args.scale, args.seed if args.seed is not None
+                          else cfg.scale_seeds(args.scale)[0], getattr(args, "stage", None))
+        if args.notebook:
+            failed = grid.run_notebook(write_config(cfg, results), results, step)
+            if failed:
+                print(f"magic: {step.kind} {step.label} failed; see {failed}", file=sys.stderr)
+                return 1
+            print(steps.step_dir(cfg, results, step))
+        else:
+            print(runner.run_step(cfg, results, step))
+    elif args.command == "study":
+        print(steps.plan_summary(cfg, results))
+        if args.executor == "slurm":
             from . import slurm
 
-            return slurm.status(cfg, results)
-        elif args.command == "scores":
-            scores_table(cfg, results).to_csv(sys.stdout, index=False)
-        elif args.command == "book":
-            from . import book
+            return slurm.submit(cfg, results, write_config(cfg, results), dry_run=args.dry_run,
+                                wait=args.wait)
+        return 0 if args.dry_run else grid.run_study(cfg, results, executor=args.executor,
+                                                     workers=args.workers)
+    elif args.command == "status":
+        from . import slurm
 
-            print(book.build_book(cfg, results))
-    except ConfigError as err:
-        print(f"magic: config error: {err}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # `magic scores | head` closed the pipe: not an error
-        sys.stderr.close()
-    except Exception as err:
-        message = user_message(err)
-        if message is None:  # a bug: its traceback is what a report needs
-            raise
-        print(f"magic: {message}", file=sys.stderr)
-        return 1
+        return slurm.status(cfg, results)
+    elif args.command == "scores":
+        scores_table(cfg, results).to_csv(sys.stdout, index=False)
+    elif args.command == "book":
+        from . import book
+
+        print(book.build_book(cfg, results))
     return 0
 
 

@@ -127,6 +127,12 @@ def test_fp32_hashes_as_before_and_bf16_apart(cache):
             assert steps.step_hash(bf16, step) != steps.step_hash(fp32, step)
 
 
+def _as_before(tc) -> dict:
+    """A stage as it hashed before precisions (and the GPU execution switches, absent at their defaults) existed."""
+    values = to_dict(dataclasses.replace(tc, precision="auto"))
+    return {k: v for k, v in values.items() if k not in precision.EXECUTION_DEFAULTS}
+
+
 def test_fp32_hashes_as_before_precisions_were_resolved():
     """An fp32 step hashes exactly what it hashed before (train.precision "auto", eval without the key), so the
     fp32 results computed then (the baseline results/mini at 9c1c4e1: pretrain V1-P0 mini-l f675548660eb,
@@ -135,9 +141,9 @@ def test_fp32_hashes_as_before_precisions_were_resolved():
     scale = cfg.scale("mini-l")
     pretrain, sft = steps.Step("pretrain", "V1-P0", "mini-l", 0), steps.Step("sft", "V1-P0", "mini-l", 0)
     assert steps.step_hash(cfg, pretrain) == config_hash(steps.mixture_hash(cfg, "V1-P0", 0), scale.model,
-                                                         dataclasses.replace(scale.pretrain, precision="auto"), 0)
+                                                         _as_before(scale.pretrain), 0)
     assert steps.step_hash(cfg, sft) == config_hash(steps.step_hash(cfg, pretrain), steps.sft_data_hash(cfg),
-                                                    dataclasses.replace(scale.sft, precision="auto"))
+                                                    _as_before(scale.sft))
     scoring = {k: v for k, v in to_dict(cfg.eval).items() if k != "precision"}
     assert steps.step_hash(cfg, steps.Step("evaluate", "V1-P0", "mini-l", 0, "PT")) == config_hash(
         steps.step_hash(cfg, pretrain), scoring, steps.eval_items_hash(cfg))

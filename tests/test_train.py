@@ -211,8 +211,8 @@ def _rank_main(rank: int, world: int, port: int, corpus: dict, out: Path, shard:
         train.FSDP_MIN_PARAMS = 0  # exercise the FSDP2 path on a tiny model
         wrap = train.wrap_for_parallel
 
-        def wrap_and_check(model, rt):
-            wrapped = wrap(model, rt)
+        def wrap_and_check(model, rt, *args):
+            wrapped = wrap(model, rt, *args)
             assert type(wrapped).__name__.startswith("FSDP"), type(wrapped)
             return wrapped
 

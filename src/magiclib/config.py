@@ -146,6 +146,10 @@ class TrainConfig:
     checkpoint_every: int | None = None  # steps between resumable checkpoints (None: none; model/ at the end)
     precision: str = "auto"  # auto (bf16 autocast on GPU; on CPU where measured faster, see precision.py) | fp32 | bf16
     threads: int | None = None  # torch threads on CPU (None: all cores, or 1 per grid worker)
+    # How a step is executed on a GPU (train.py); at their defaults they are left out of step hashes.
+    compile: bool = False  # torch.compile each decoder block
+    activation_checkpointing: bool = False  # recompute each block's activations in backward (less memory)
+    loss_chunk: int | None = None  # tokens per cross-entropy chunk, logits never whole (None: one piece)
 
     def __post_init__(self):
         _check_choice("precision", self.precision, ("auto", "fp32", "bf16"))
@@ -155,6 +159,8 @@ class TrainConfig:
             )
         if self.lr <= 0:
             raise ConfigError(f"lr = {self.lr}; it must be positive")
+        if self.loss_chunk is not None and self.loss_chunk < 1:
+            raise ConfigError(f"loss_chunk = {self.loss_chunk}; give a positive number of tokens, or null")
 
 
 @dataclass

@@ -175,6 +175,9 @@ def resolve_study(cfg: StudyConfig, *, cuda: bool | None = None, measure: Measur
     return dataclasses.replace(cfg, scales=scales, eval=ev)
 
 
+EXECUTION_DEFAULTS = {"compile": False, "activation_checkpointing": False, "loss_chunk": None}
+
+
 def hashed(conf: TrainConfig | EvalConfig, resolved: str) -> dict:
     """A stage's or the scoring config as its step hash sees it: with the precision it resolved to.
 
@@ -185,6 +188,9 @@ def hashed(conf: TrainConfig | EvalConfig, resolved: str) -> dict:
     kind of machine; the run record names the CPU instead.
     """
     values = to_dict(conf)
+    for key, default in EXECUTION_DEFAULTS.items():  # GPU execution switches hash only when set (train.py)
+        if values.get(key, default) == default:
+            values.pop(key, None)
     if resolved == "bf16":
         values["precision"] = "bf16"
     elif isinstance(conf, TrainConfig):

@@ -63,7 +63,8 @@ EXPLODED_LOSS_FACTOR = 2.0
 FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)
 # Fields of a stage's config that do not change what is computed; a checkpoint resumes across changes to them
 # (and across world sizes: the data order and the saved optimizer state do not depend on the number of ranks).
-RESUME_NEUTRAL_FIELDS = ("log_every", "checkpoint_every", "threads")
+RESUME_NEUTRAL_FIELDS = ("log_every", "checkpoint_every", "threads", "compile", "activation_checkpointing",
+                         "loss_chunk")
 LOG_COLUMNS = ["step", "tokens", "loss", "lr", "tokens_per_s", "mfu", "elapsed_s"]
 
 
@@ -124,16 +125,37 @@ def stop_runtime(rt: Runtime) -> None:
         dist.destroy_process_group()
 
 
-def wrap_for_parallel(model: torch.nn.Module, rt: Runtime) -> torch.nn.Module:
-    """DDP across ranks, or FSDP2 (each decoder layer sharded, then the root) for large models."""
+def prepare_model(model: LlamaForCausalLM, tc: TrainConfig) -> LlamaForCausalLM:
+    """The stage's execution switches: activation checkpointing, then torch.compile of each decoder block.
+
+    Each block is compiled on its own (module.compile, in place, so parameter names and checkpoints are
+    unchanged): one graph reused by every layer compiles far faster than the whole model and is what
+    FSDP2 wraps. At the defaults (both off) the model is returned untouched.
+    """
+    if tc.activation_checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if tc.compile:
+        for layer in model.model.layers:
+            layer.compile()
+    return model
+
+
+def wrap_for_parallel(model: torch.nn.Module, rt: Runtime, bf16: bool = False) -> torch.nn.Module:
+    """DDP across ranks, or FSDP2 (each decoder layer sharded, then the root) for large models.
+
+    Under bf16, FSDP2 gathers parameters in bf16 and reduces gradients in fp32 (its mixed-precision policy):
+    half the all-gather traffic, and no precision lost in the gradient sum.
+    """
     if rt.world == 1:
         return model
     if sum(p.numel() for p in model.parameters()) >= FSDP_MIN_PARAMS:
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 \
+            else MixedPrecisionPolicy()
         for layer in model.model.layers:
-            fully_shard(layer)
-        fully_shard(model)
+            fully_shard(layer, mp_policy=policy)
+        fully_shard(model, mp_policy=policy)
         return model
     return DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
 
@@ -264,6 +286,8 @@ def collate(pairs: list[tuple[np.ndarray, np.ndarray]], pad_id: int, device: tor
     batch = {"input_ids": input_ids, "labels": labels}
     if not bool(mask.all()):  # full windows need no mask: the faster attention path
         batch["attention_mask"] = mask
+    if device.type == "cuda":  # from pinned memory the copy runs beside the GPU's work, with no host wait
+        return {key: value.pin_memory().to(device, non_blocking=True) for key, value in batch.items()}
     return {key: value.to(device) for key, value in batch.items()}
 
 
@@ -288,19 +312,48 @@ def make_optimizer(model: torch.nn.Module, tc: TrainConfig, device: torch.device
     return torch.optim.AdamW(groups, lr=tc.lr, betas=(0.9, 0.95), eps=1e-8, fused=device.type == "cuda")
 
 
-def micro_batch_loss(model: torch.nn.Module, batch: dict, bf16: bool) -> torch.Tensor:
-    """Summed next-token cross-entropy over the micro-batch's target tokens."""
+def micro_batch_loss(model: torch.nn.Module, batch: dict, bf16: bool, loss_chunk: int | None = None) -> torch.Tensor:
+    """Summed next-token cross-entropy over the micro-batch's target tokens (in chunks of loss_chunk tokens)."""
     autocast = torch.autocast(batch["input_ids"].device.type, dtype=torch.bfloat16) if bf16 \
         else contextlib.nullcontext()
+    if loss_chunk:
+        with autocast:
+            hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"))
+            return chunked_cross_entropy(hidden.last_hidden_state.flatten(0, 1), model.lm_head.weight,
+                                         batch["labels"].flatten(), loss_chunk)
     with autocast:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
     return F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(),
                            ignore_index=IGNORE_INDEX, reduction="sum")
 
 
+def chunked_cross_entropy(hidden: torch.Tensor, head: torch.Tensor, labels: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Summed cross-entropy of (tokens, d) hidden states through the output head, `chunk` tokens at a time.
+
+    Each chunk's logits are recomputed in backward (checkpointed) rather than kept, so at a 100k vocabulary
+    the logits of a micro-batch (tokens x vocab in fp32: the largest tensor of the step) never exist whole.
+    """
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for h, y in zip(hidden.split(chunk), labels.split(chunk), strict=True):
+        total = total + torch.utils.checkpoint.checkpoint(_chunk_cross_entropy, h, head, y, use_reentrant=False)
+    return total
+
+
+def _chunk_cross_entropy(hidden: torch.Tensor, head: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(F.linear(hidden, head).float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
+
+
 def accumulate_gradients(model: torch.nn.Module, data, indices: list[int], tc: TrainConfig, rt: Runtime,
                          pad_id: int, bf16: bool) -> tuple[float, float]:
     """Forward and backward over this rank's slice of a global batch, then clip: (mean loss, gradient norm)."""
+    summed, n_targets, norm = step_gradients(model, data, indices, tc, rt, pad_id, bf16)
+    return summed.item() / n_targets, _total_norm(norm)
+
+
+def step_gradients(model: torch.nn.Module, data, indices: list[int], tc: TrainConfig, rt: Runtime,
+                   pad_id: int, bf16: bool) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """`accumulate_gradients` without reading anything back to the host (a read waits for the GPU):
+    (summed loss, target count, gradient norm before clipping), the tensors still on the device."""
     n_targets = max(1, data.n_targets(indices))
     per_rank = len(indices) // rt.world
     mine = indices[rt.rank * per_rank: (rt.rank + 1) * per_rank]
@@ -309,15 +362,14 @@ def accumulate_gradients(model: torch.nn.Module, data, indices: list[int], tc: T
     for k, micro in enumerate(micro_batches):
         batch = collate([data[i] for i in micro], pad_id, rt.device)
         with _gradient_sync(model, last=k == len(micro_batches) - 1):
-            loss_sum = micro_batch_loss(model, batch, bf16)
+            loss_sum = micro_batch_loss(model, batch, bf16, tc.loss_chunk)
             # Normalised by the global batch's target count (times ranks, which DDP averages over), so every
             # target token weighs the same however the batch is split across micro-batches and ranks.
             (loss_sum * rt.world / n_targets).backward()
         summed += loss_sum.detach()
     if rt.world > 1:
         dist.all_reduce(summed)
-    grad_norm = _total_norm(torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))
-    return summed.item() / n_targets, grad_norm
+    return summed, n_targets, torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
 
 
 # --- checkpoints ----------------------------------------------------------------------------------
@@ -478,11 +530,16 @@ def run_training(stage: str, model: LlamaForCausalLM, data, tokenizer, mc: Model
             f"batch_size {tc.batch_size} is not a multiple of micro_batch_size {tc.micro_batch_size} x "
             f"{rt.world} ranks; choose a micro_batch_size that divides batch_size / ranks"
         )
+    if tc.loss_chunk and rt.world > 1:
+        raise BadValue(
+            f"loss_chunk is set ({tc.loss_chunk}) with {rt.world} ranks; the chunked loss runs on one GPU only: "
+            "set loss_chunk to null for multi-GPU runs"
+        )
     out_dir = Path(out_dir)
     computed_in = resolved_precision(tc, mc, rt.device)
     bf16 = computed_in == "bf16"
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    model = wrap_for_parallel(model.to(rt.device), rt)
+    model = wrap_for_parallel(prepare_model(model.to(rt.device), tc), rt, bf16)
     optimizer = make_optimizer(model, tc, rt.device)
     fingerprint = _fingerprint(stage, mc, tc, seed)
     step, tokens_seen, elapsed, rows = 0, 0, 0.0, []
@@ -503,6 +560,21 @@ def run_training(stage: str, model: LlamaForCausalLM, data, tokenizer, mc: Model
     checkpoint_dir = out_dir / "checkpoint"
     bar = tqdm(total=total_steps, initial=step, desc=f"{stage} {out_dir.name}", unit="step",
                disable=not rt.is_main, mininterval=1.0)
+    # Steps not yet read back to the host. On a GPU, reading a loss waits for the GPU to finish, so the losses
+    # and gradient norms are read (and checked for divergence) only when a row is logged; on a CPU, where a read
+    # costs nothing, every step is read and checked before its update, as always.
+    pending: list[tuple] = []
+    defer_reads = reads_deferred(rt.device)
+
+    def settle() -> None:
+        for step_no, summed, n_targets, norm, step_lr, step_tokens in pending:
+            loss, grad_norm = summed.item() / n_targets, _total_norm(norm)
+            if not math.isfinite(loss) or not math.isfinite(grad_norm) or loss > max_loss:
+                bar.close()
+                raise _diverged(stage, step_no, loss, grad_norm, step_lr, tc, checkpoint_dir)
+            log.add(loss, step_tokens)
+        pending.clear()
+
     model.train()
     with StopRequest() as stop:
         while step < total_steps:
@@ -510,25 +582,25 @@ def run_training(stage: str, model: LlamaForCausalLM, data, tokenizer, mc: Model
             lr = lr_at(step, tc, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss, grad_norm = accumulate_gradients(model, data, indices, tc, rt, pad_id, bf16)
-            if not math.isfinite(loss) or not math.isfinite(grad_norm) or loss > max_loss:
-                bar.close()
-                raise _diverged(stage, step + 1, loss, grad_norm, lr, tc, checkpoint_dir)
+            tokens = data.n_tokens(indices)
+            pending.append((step + 1, *step_gradients(model, data, indices, tc, rt, pad_id, bf16), lr, tokens))
+            if not defer_reads:
+                settle()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            tokens = data.n_tokens(indices)
             tokens_seen += tokens
-            log.add(loss, tokens)
             bar.update(1)
             checkpoint_now = bool(tc.checkpoint_every) and step % tc.checkpoint_every == 0 and step < total_steps
             # A checkpoint closes the log interval too, so a resumed run logs exactly what an unbroken one does.
             if step % tc.log_every == 0 or step == total_steps or checkpoint_now:
+                settle()
                 row = log.close_interval(step, tokens_seen, lr)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_s']:,.0f}",
                                 mfu=f"{row['mfu']:.1%}")
             stopping = step < total_steps and stop.requested(rt)
             if checkpoint_now or stopping:
+                settle()
                 with log.paused():  # writing is not training: keep it out of tokens/s
                     _flush_log(log.rows, out_dir, rt)
                     state = {"fingerprint": fingerprint, "step": step, "tokens_seen": tokens_seen,
@@ -561,6 +633,11 @@ def run_training(stage: str, model: LlamaForCausalLM, data, tokenizer, mc: Model
         "precision": computed_in,
         "cpu": precision.cpu_model(),
     }
+
+
+def reads_deferred(device: torch.device) -> bool:
+    """Whether the loop reads losses back only at log rows (on a GPU) rather than every step."""
+    return device.type == "cuda"
 
 
 def _gradient_sync(model: torch.nn.Module, last: bool):

@@ -53,7 +53,7 @@ def main() -> int:
           f"{timings['cpu_utilisation']:.0%} of {timings['cores']} cores")
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
-    (out / f"study_wall_time_{args.preset}.json").write_text(json.dumps(
+    (out / f"study_wall_time_{Path(args.preset).stem}.json").write_text(json.dumps(
         {**timings, "results": str(results), "per_run": per_scale.reset_index().to_dict("records")}, indent=2))
     return 0
 

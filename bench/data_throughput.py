@@ -15,10 +15,7 @@ each document's lines, so no two documents are equal (the step measured here doe
   JsonlReader) into a pool (ParquetWriter), tokenize the documents a mixture draws (`mixtures.draw_tokens`:
   PoolRowsReader + TokenizeToStore), and write the mixture's shuffled token shards (`gather`,
   `write_shards`); the mixture asks for all the corpus' tokens, so every document is tokenized once;
-- peak resident memory of the step: the largest sum of RSS over its process tree, sampled every 0.2 s
-  (and per stage, with the processes that made it up);
-- the same ratio per CPU second (all the step's processes against the tokenizer calls' thread time): less
-  sensitive to a loaded machine than wall time, and it charges the step its interpreter start-up and imports.
+- peak resident memory of the step: the largest sum of RSS over its process tree, sampled every 0.2 s.
 `--limit-files N` times the bare tokenizer on the first N files only (for a corpus too large to time twice).
 """
 
@@ -29,7 +26,6 @@ import gzip
 import json
 import multiprocessing as mp
 import os
-import resource
 import subprocess
 import sys
 import threading
@@ -93,7 +89,7 @@ def _write_gz(path: Path, lines: list[str]) -> None:
 # --- the limit: the bare tokenizer -----------------------------------------------------------------------
 
 
-def _raw_worker(args) -> tuple[int, float, float]:
+def _raw_worker(args) -> tuple[int, float]:
     files, tokenizer_file = args
     sys.path.insert(0, str(ROOT / "src"))
     from datatrove.data import Document
@@ -102,27 +98,26 @@ def _raw_worker(args) -> tuple[int, float, float]:
     from magiclib.data.blocks import TOKENIZE_BATCH_CHARS, TOKENIZE_BATCH_DOCS, text_batches
 
     tokenizer = Tokenizer.from_file(tokenizer_file)
-    tokens, seconds, cpu = 0, 0.0, 0.0
+    tokens, seconds = 0, 0.0
     for file in files:
         with gzip.open(file, "rt", encoding="utf-8") as f:
             docs = [Document(text=json.loads(line)["text"], id="") for line in f]
         for batch in text_batches(docs, TOKENIZE_BATCH_DOCS, TOKENIZE_BATCH_CHARS):  # the data step's batches
             texts = [d.text for d in batch]
-            start, start_cpu = time.perf_counter(), time.thread_time()
+            start = time.perf_counter()
             encoded = tokenizer.encode_batch_fast(texts)
-            seconds, cpu = seconds + time.perf_counter() - start, cpu + time.thread_time() - start_cpu
+            seconds += time.perf_counter() - start
             tokens += sum(len(e.ids) for e in encoded) + len(encoded)  # + the eos the data step appends
-    return tokens, seconds, cpu
+    return tokens, seconds
 
 
-def raw_throughput(files: list[Path], tokenizer_file: Path, processes: int) -> tuple[int, float, float]:
-    """(tokens, tokens/s, tokens per CPU second) of `processes` one-thread processes, each on its share of
-    the files."""
+def raw_throughput(files: list[Path], tokenizer_file: Path, processes: int) -> tuple[int, float]:
+    """(tokens, tokens/s) of `processes` one-thread processes, each on its share of the files."""
     shares = [([str(f) for f in files[r::processes]], str(tokenizer_file)) for r in range(processes)]
     with mp.get_context("spawn").Pool(processes) as pool:
         results = pool.map(_raw_worker, shares)
-    tokens = sum(t for t, _, _ in results)
-    return tokens, tokens / max(s for _, s, _ in results), tokens / sum(c for _, _, c in results)
+    tokens = sum(t for t, _ in results)
+    return tokens, tokens / max(s for _, s in results)
 
 
 # --- the data step ---------------------------------------------------------------------------------------
@@ -186,7 +181,6 @@ def measured_step(args, tasks: int, target: int) -> tuple[dict, int]:
                "--work", str(args.work), "--tasks", str(tasks), "--target", str(target)]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, env={**os.environ, **ONE_THREAD})
     samples, done = [], threading.Event()
-    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
 
     def sample():
         while not done.is_set():
@@ -201,8 +195,6 @@ def measured_step(args, tasks: int, target: int) -> tuple[dict, int]:
     if child.returncode:
         sys.exit(f"the data step failed (exit {child.returncode})")
     record = json.loads(out.decode().strip().splitlines()[-1])
-    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # every process of the step, reaped by its parent
-    record["cpu_s"] = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
     bounds = np.cumsum([record["clock"], record["pool_s"], record["tokenize_s"], record["write_s"]])
     for stage, lo, hi in zip(("pool", "tokenize", "write"), bounds[:-1], bounds[1:], strict=True):
         inside = [procs for t, procs in samples if lo <= t <= hi] or [[]]
@@ -225,7 +217,7 @@ def run(args) -> None:
     rows = []
     for processes in args.processes:
         load_before = os.getloadavg()[0]
-        raw_tokens, raw_rate, raw_cpu_rate = raw_throughput(raw_files, tokenizer_file, processes)
+        raw_tokens, raw_rate = raw_throughput(raw_files, tokenizer_file, processes)
         print(f"P={processes} raw tokenizer: {raw_tokens} tokens at {raw_rate / 1e6:.3f}M tok/s "
               f"(load {load_before:.1f})", flush=True)
         target = raw_tokens if raw_files == files else args.target or raw_tokens
@@ -234,16 +226,15 @@ def run(args) -> None:
         rate = record["tokens"] / record["seconds"]
         print(f"P={processes} data step: {json.dumps(record)}, peak RSS {peak / 2**20:.0f} MiB", flush=True)
         rows.append({"processes": processes, "tokens": record["tokens"], "raw_tok_s": raw_rate, "step_tok_s": rate,
-                     "ratio": rate / raw_rate, "cpu_ratio": record["tokens"] / record["cpu_s"] / raw_cpu_rate,
-                     "peak_rss_mib": peak / 2**20, "pool_s": record["pool_s"],
+                     "ratio": rate / raw_rate, "peak_rss_mib": peak / 2**20, "pool_s": record["pool_s"],
                      "tokenize_s": record["tokenize_s"], "write_s": record["write_s"],
                      "load_raw": load_before, "load_step": load_step, "load_after": os.getloadavg()[0]})
-    print("\n| processes | tokens | tokenizer alone (M tok/s) | data step (M tok/s) | ratio | ratio per CPU second "
-          "| peak RSS (MiB) | pool / tokenize / write (s) | load avg (raw, step, after) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    print("\n| processes | tokens | tokenizer alone (M tok/s) | data step (M tok/s) | ratio | peak RSS (MiB) "
+          "| pool / tokenize / write (s) | load avg (raw, step, after) |")
+    print("|---:|---:|---:|---:|---:|---:|---|---|")
     for r in rows:
         print(f"| {r['processes']} | {r['tokens'] / 1e6:.0f}M | {r['raw_tok_s'] / 1e6:.3f} | {r['step_tok_s'] / 1e6:.3f} "
-              f"| {r['ratio']:.2f} | {r['cpu_ratio']:.2f} | {r['peak_rss_mib']:.0f} | {r['pool_s']:.0f} / {r['tokenize_s']:.0f} / "
+              f"| {r['ratio']:.2f} | {r['peak_rss_mib']:.0f} | {r['pool_s']:.0f} / {r['tokenize_s']:.0f} / "
               f"{r['write_s']:.0f} | {r['load_raw']:.1f}, {r['load_step']:.1f}, {r['load_after']:.1f} |")
 
 

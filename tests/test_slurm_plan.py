@@ -14,7 +14,6 @@ import pytest
 from magiclib import slurm, steps
 from magiclib.config import ConfigError, load_config
 from magiclib.errors import NotReady
-from magiclib.results import write_config
 
 SBATCH = """#!/bin/bash
 # Accepts every --test-only check except those naming the partition "nope"; a real submission gets the
@@ -50,7 +49,7 @@ def submitted(fake) -> list[str]:
 
 def test_paper_dry_run_asks_each_stage_for_what_it_needs(tmp_path, capsys):
     cfg = load_config("paper")
-    assert slurm.submit(cfg, tmp_path, write_config(cfg, tmp_path), dry_run=True) == 0
+    assert slurm.submit(cfg, tmp_path, dry_run=True) == 0
     text = (tmp_path / "slurm" / "dry_run.sh").read_text()
     scripts = dict(part.split("\n", 1) for part in re.split(r"\n\n(?=# (?:array|data job))", text))
     data = next(body for head, body in scripts.items() if head.startswith("# data job"))
@@ -63,12 +62,15 @@ def test_paper_dry_run_asks_each_stage_for_what_it_needs(tmp_path, capsys):
     assert "#SBATCH --gpus-per-node=1" in evaluate and "#SBATCH --mem=64GB" in evaluate
     assert "#SBATCH --dependency='aftercorr:<sft-1B>'" in evaluate and "--kill-on-invalid-dep=yes" in evaluate
     assert text.count("# array ") == 8 and text.count("# task ") == 8 * 9 and text.count("# task: ") == 1
+    # Precisions are decided for the GPU nodes the jobs run on, not for this CPU-only machine.
+    written = load_config(str(tmp_path / "config.yaml"))
+    assert {s.pretrain.precision for s in written.scales.values()} == {"bf16"} and written.eval.precision == "bf16"
 
 
 def test_cpu_only_scales_ask_for_no_gpu_and_site_settings_reach_the_scripts(tmp_path):
     cfg = load_config("smoke", ["slurm.partition=cpu", "slurm.qos=short", "slurm.constraint=avx512",
                                 "slurm.setup=[module load python]", "slurm.extra={mail-type: FAIL}"])
-    slurm.submit(cfg, tmp_path, write_config(cfg, tmp_path), dry_run=True)
+    slurm.submit(cfg, tmp_path, dry_run=True)
     text = (tmp_path / "slurm" / "dry_run.sh").read_text()
     assert "gpus" not in text
     for line in ("--partition=cpu", "--qos=short", "--constraint=avx512", "--mail-type=FAIL"):
@@ -85,14 +87,13 @@ def test_config_refuses_a_warning_longer_than_the_time_limit():
 def test_a_study_the_cluster_refuses_is_not_submitted_at_all(tmp_path, fake_slurm):
     cfg = load_config("smoke", ["mixtures=[V1-P0]", "slurm.partition=nope"])
     with pytest.raises(NotReady, match="invalid partition specified: nope.*Nothing was submitted"):
-        slurm.submit(cfg, tmp_path, write_config(cfg, tmp_path))
+        slurm.submit(cfg, tmp_path)
     assert submitted(fake_slurm) == []
 
 
 def test_submission_records_jobs_and_a_rerun_leaves_queued_steps_alone(tmp_path, fake_slurm, capsys):
     cfg = load_config("smoke", ["mixtures=[V1-P0]"])
-    config_path = write_config(cfg, tmp_path)
-    assert slurm.submit(cfg, tmp_path, config_path) == 0
+    assert slurm.submit(cfg, tmp_path) == 0
     lines = submitted(fake_slurm)
     assert len(lines) == 1 + 8  # the data job and 2 scales x 4 stages
     assert "afterok:100" in lines[1] and "aftercorr:" in lines[-1]
@@ -101,14 +102,14 @@ def test_submission_records_jobs_and_a_rerun_leaves_queued_steps_alone(tmp_path,
     # Everything is queued now: a second `magic study` submits nothing.
     (fake_slurm / "queue").write_text("".join(f"{e['job']}|PENDING\n" for e in jobs.values()))
     capsys.readouterr()
-    assert slurm.submit(cfg, tmp_path, config_path) == 0
+    assert slurm.submit(cfg, tmp_path) == 0
     assert len(submitted(fake_slurm)) == 9 and "nothing to submit" in capsys.readouterr().out
     # Scale tiny's pretraining failed and its dependants were cancelled; the rest is still queued. A rerun
     # submits scale tiny's four arrays again, the first one after the data job that is still queued.
     (fake_slurm / "queue").write_text("".join(f"{e['job']}|PENDING\n" for k, e in jobs.items() if "_tiny_" not in k))
     states = slurm.step_states(cfg, tmp_path).set_index(["stage", "step"])["state"]
     assert states["pretrain", "V1-P0_tiny_s0"] == "failed" and states["pretrain", "V1-P0_tiny2_s0"] == "queued"
-    assert slurm.submit(cfg, tmp_path, config_path) == 0
+    assert slurm.submit(cfg, tmp_path) == 0
     again = submitted(fake_slurm)[9:]
     assert len(again) == 4 and "afterok:100" in again[0] and all("aftercorr" in line for line in again[1:])
 
@@ -148,7 +149,7 @@ def test_the_task_wrapper_passes_sigterm_on_and_waits_for_the_step(tmp_path):
 def test_submitit_local_executor_runs_the_same_tasks_through_their_notebooks(tmp_path):
     cfg = load_config("smoke", ["mixtures=[V2-P1]", "slurm.notebooks=true"])
     cfg.scales = {"tiny": cfg.scales["tiny"]}  # one run of each kind is enough here
-    assert slurm.submit(cfg, tmp_path, write_config(cfg, tmp_path), cluster="local") == 0
+    assert slurm.submit(cfg, tmp_path, cluster="local") == 0
     for st in steps.plan(cfg):  # each run is done and keeps its executed papermill notebook as its record
         assert steps.is_done(cfg, tmp_path, st)
         assert (steps.step_dir(cfg, tmp_path, st) / "run.ipynb").exists()

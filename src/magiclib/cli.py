@@ -173,8 +173,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.executor == "slurm":
             from . import slurm
 
-            return slurm.submit(cfg, results, write_config(cfg, results), dry_run=args.dry_run,
-                                wait=args.wait)
+            return slurm.submit(cfg, results, dry_run=args.dry_run, wait=args.wait)
         return 0 if args.dry_run else grid.run_study(cfg, results, executor=args.executor,
                                                      workers=args.workers)
     elif args.command == "status":

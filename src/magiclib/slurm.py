@@ -20,6 +20,7 @@ line), and `--wait` follows the jobs to the end. `--dry-run` writes the sbatch s
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import re
@@ -64,6 +65,21 @@ def task_command(config_path: Path, results: Path, step: Step, gpus: int, notebo
     if gpus > 1 and step.kind != "evaluate":
         return [str(TORCHRUN), "--standalone", f"--nproc_per_node={gpus}", "-m", "magiclib.cli", *args]
     return [sys.executable, "-m", "magiclib.cli", *args, *(["--notebook"] if notebook else [])]
+
+
+def cluster_config(cfg: StudyConfig) -> StudyConfig:
+    """`cfg` with each `auto` precision decided for the nodes its jobs run on, not for this (login) node: bf16
+    where the scale has GPUs, else this CPU's own decision (precision.resolve); scoring in bf16 only when every
+    scale scores on a GPU. Written into config.yaml, it is what every task reads and hashes."""
+    from . import precision
+
+    scales = {name: dataclasses.replace(
+        scale, **{stage: dataclasses.replace(getattr(scale, stage), precision=precision.train_precision(
+            getattr(scale, stage), scale.model, cuda=scale.gpus > 0)) for stage in ("pretrain", "sft")})
+        for name, scale in cfg.scales.items()}
+    on_gpus = all(scale.gpus > 0 for scale in cfg.scales.values())
+    scoring = dataclasses.replace(cfg.eval, precision=precision.eval_precision(cfg, cuda=on_gpus))
+    return dataclasses.replace(cfg, scales=scales, eval=scoring)
 
 
 def data_command(config_path: Path, results: Path) -> list[str]:
@@ -135,12 +151,17 @@ def _data_done(cfg: StudyConfig, results: Path) -> bool:
 # --- submitting ----------------------------------------------------------------------------------------
 
 
-def submit(cfg: StudyConfig, results: Path, config_path: Path, *, dry_run: bool = False, wait: bool = False,
+def submit(cfg: StudyConfig, results: Path, *, dry_run: bool = False, wait: bool = False,
            cluster: str | None = None) -> int:
     """Submit (or, with dry_run, write and print) what the study still needs; with `wait`, follow it to the end.
 
+    The study's config.yaml is written first, with its precisions decided for the nodes the jobs run on.
     `cluster="local"` runs the same tasks here through submitit's local executor, stage after stage.
     """
+    from .results import write_config
+
+    cfg = cluster_config(cfg)
+    config_path = write_config(cfg, results)
     folder = results / "slurm"
     book = JobBook(folder)
     live = {} if dry_run or cluster == "local" else book.live()

@@ -149,7 +149,10 @@ def mini(args, results: Path) -> dict:
 
     runs = pd.read_parquet(results / "tables" / "runs.parquet")
     scores = pd.read_parquet(results / "tables" / "scores.parquet")
-    return {"seconds": seconds, "runs": len(runs), "scored_rows": len(scores),
+    scored = runs[runs["kind"] == "evaluate"] if "kind" in runs else runs.iloc[:0]
+    items_per_s = float(scored["summary_items"].sum() / scored["seconds"].sum()) \
+        if len(scored) and "summary_items" in scored and scored["seconds"].sum() > 0 else None
+    return {"seconds": seconds, "runs": len(runs), "scored_rows": len(scores), "scoring_items_per_s": items_per_s,
             **{f"{column}s": sorted(runs[column].dropna().unique().tolist()) for column in ("mixture", "scale", "stage")}}
 
 

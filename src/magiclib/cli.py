@@ -169,11 +169,13 @@ def _run(args: argparse.Namespace) -> int:
         else:
             print(runner.run_step(cfg, results, step))
     elif args.command == "study":
-        print(steps.plan_summary(cfg, results))
         if args.executor == "slurm":
             from . import slurm
 
+            cfg = slurm.cluster_config(cfg)  # precisions for the cluster's nodes: they key the steps' folders
+            print(steps.plan_summary(cfg, results))
             return slurm.submit(cfg, results, dry_run=args.dry_run, wait=args.wait)
+        print(steps.plan_summary(cfg, results))
         return 0 if args.dry_run else grid.run_study(cfg, results, executor=args.executor,
                                                      workers=args.workers)
     elif args.command == "status":

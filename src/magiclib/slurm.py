@@ -350,7 +350,7 @@ def step_states(cfg: StudyConfig, results: Path) -> pd.DataFrame:
 
 def status(cfg: StudyConfig, results: Path) -> int:
     """Print per stage what is done, queued, running and failed, then each failure with its log."""
-    table = step_states(cfg, results)
+    table = step_states(cluster_config(cfg), results)
     counts = table.groupby(["stage", "scale"], sort=False)["state"].value_counts().unstack(fill_value=0)
     counts = counts.reindex(columns=["done", "queued", "running", "failed", "todo"], fill_value=0)
     print(f"study {cfg.name!r} in {results}")

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import plots
+from . import analysis, plots, results
 from .config import StudyConfig, load_config
 
 ALPHA = 0.05
@@ -135,6 +135,18 @@ class PaperValues:
         """The paper's values at two scales joined ("0.49 [S] (240M) to ..."), or "" if it has neither."""
         text = joiner.join(self.value(quantity, s, **fields) or "-" for s in (scale_from, scale_to))
         return "" if text == joiner.join("--") else text
+
+
+class ScoresChapter:
+    """What a results chapter starts from: the scores table, its scales from smallest to largest, the number
+    of mixtures, and the paper's values at the scales of the same rank."""
+
+    def __init__(self, results_dir: str):
+        self.scores = results.table(results_dir, "scores")
+        self.scales = analysis.tables.scale_order(self.scores)
+        self.n_mixtures = self.scores["mixture"].nunique()
+        self.paper = analysis.paper_numbers()
+        self.quote = PaperValues(self.paper, self.scales)
 
 
 # --- tables several chapters show ---------------------------------------------------------------------------

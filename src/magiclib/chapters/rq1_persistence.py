@@ -6,23 +6,20 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from .. import analysis, plots, report, results
-from ..analysis.tables import benchmark_order, scale_order
+from .. import analysis, plots, report
+from ..analysis.tables import benchmark_order
 from ..report import METRIC_NAMES, interval, p_is, p_text
 
 CATEGORY_COLORS = alt.Scale(domain=list(plots.CATEGORY_ORDER) + ["all"],
                             range=list(plots.CATEGORY_COLORS) + ["#555555"])
 
 
-class Persistence:
+class Persistence(report.ScoresChapter):
     """Cross-stage transfer per benchmark and per category, with signal to noise, of one study."""
 
     def __init__(self, results_dir: str, preset: str, n_boot: int = report.N_BOOT):
-        scores = self.scores = results.table(results_dir, "scores")
-        self.scales = scale_order(scores)
-        self.n_mixtures = scores["mixture"].nunique()
-        self.paper = analysis.paper_numbers()
-        self.quote = report.PaperValues(self.paper, self.scales)
+        super().__init__(results_dir)
+        scores = self.scores
         self.transfer = analysis.transfer_table(scores, n_boot=n_boot)
         # one family per metric: every benchmark at every scale
         self.pearson = analysis.adjust_pvalues(

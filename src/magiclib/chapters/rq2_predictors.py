@@ -6,8 +6,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from .. import analysis, plots, report, results
-from ..analysis.tables import benchmark_order, scale_order
+from .. import analysis, plots, report
+from ..analysis.tables import benchmark_order
 from ..report import METRIC_NAMES, interval, p_text
 
 VERDICT_COLORS = alt.Scale(domain=["robust", "uncertain", "reversed"], range=["#54A24B", "#BAB0AC", "#E45756"])
@@ -20,15 +20,12 @@ def verdict(r: pd.Series, p: pd.Series) -> np.ndarray:
     return np.where(r.isna(), "no r", np.where(p < 0.05, np.where(r > 0, "robust", "reversed"), "uncertain"))
 
 
-class Predictors:
+class Predictors(report.ScoresChapter):
     """The benchmarks ranked as predictors, their decision accuracy and sign flips between scales."""
 
     def __init__(self, results_dir: str, preset: str, n_boot: int = report.N_BOOT):
-        scores = self.scores = results.table(results_dir, "scores")
-        self.scales = scale_order(scores)
-        self.n_mixtures = scores["mixture"].nunique()
-        self.paper = analysis.paper_numbers()
-        self.quote = report.PaperValues(self.paper, self.scales)
+        super().__init__(results_dir)
+        scores = self.scores
         ranking = pd.concat([analysis.predictor_ranking(scores, metric=m, n_boot=n_boot)
                              for m in ("accuracy", "confidence")], ignore_index=True)
         # one family per metric: every benchmark at every scale

@@ -142,10 +142,12 @@ def token_budget(model) -> int:
     busy machine; a small model gets more tokens, so fewer forward calls). On a GPU, what half its free
     memory holds: the activations of one layer plus every layer's keys and values, per token."""
     config = model.config.get_text_config()
+    # the MLP's width: intermediate_size (Llama...), n_inner (GPT-2, None meaning 4 x hidden)
+    mlp = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * config.hidden_size
     if model.device.type != "cuda":
-        return max(256, CPU_ACTIVATION_BYTES // (4 * (config.hidden_size + config.intermediate_size)))
+        return max(256, CPU_ACTIVATION_BYTES // (4 * (config.hidden_size + mlp)))
     free, _ = torch.cuda.mem_get_info(model.device)
-    per_token = _kv_bytes_per_token(model) + 4 * (6 * config.hidden_size + 3 * config.intermediate_size)
+    per_token = _kv_bytes_per_token(model) + 4 * (6 * config.hidden_size + 3 * mlp)
     return int(min(2**17, max(256, GPU_MEMORY_SHARE * free // per_token)))
 
 

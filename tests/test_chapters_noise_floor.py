@@ -54,3 +54,19 @@ def test_section_tables_facts_and_chart(study, monkeypatch):
     # a second build reads the cache instead of recomputing
     monkeypatch.setattr(noise_floor.analysis, "transfer_audit", lambda *a, **k: pytest.fail("recomputed"))
     pd.testing.assert_frame_equal(NoiseFloor(str(study), n_boot=50).audit, noise.audit)
+
+
+def test_rq1_verdict_names_seeded_scales_whose_signal_is_below_seed_noise():
+    """Seeds were trained at one scale but nothing there is measurable: say so, not 'no scale has seeds'."""
+    audit = pd.DataFrame({"scale": ["s", "l"], "benchmark": ["copa", "copa"], "metric": ["accuracy"] * 2,
+                          "n_seeds": [3, 1], "measurable": [False, False],
+                          "verdict": [noise_floor.NOT_MEASURABLE] * 2})
+    noise = NoiseFloor.__new__(NoiseFloor)
+    noise.audit = audit
+    assert intro_verdict(noise, "RQ1").startswith("not measurable at this scale")  # nothing measurable at all
+    noise.audit = audit.assign(measurable=[False, True], verdict=[noise_floor.NOT_MEASURABLE,
+                                                                  noise_floor.MODELS_PERSIST])
+    text = intro_verdict(noise, "RQ1")
+    assert text.startswith("not measurable at s: with several seeds there") and "1 cells with one seed" in text
+    noise.audit = noise.audit.assign(n_seeds=1)
+    assert intro_verdict(noise, "RQ1").startswith("no scale has several seeds")

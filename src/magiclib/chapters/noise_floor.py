@@ -278,9 +278,15 @@ def intro_verdict(noise: NoiseFloor, rq: str) -> str | None:
             return "not measurable at this scale: no benchmark's mixture signal clears its noise floor"
         models = audit[audit["verdict"] == MODELS_PERSIST]
         seeded = measurable[measurable["n_seeds"] > 1]
-        text = (f"mixture rankings persist in {len(persist)} of {len(seeded)} (scale, benchmark, metric) cells "
-                "measurable against item and seed noise" if len(seeded) else
-                "no scale has several seeds, so no mixture effect can be told from seed noise")
+        seeded_scales = list(pd.unique(audit.loc[audit["n_seeds"] > 1, "scale"]))
+        if len(seeded):
+            text = (f"mixture rankings persist in {len(persist)} of {len(seeded)} (scale, benchmark, metric) "
+                    "cells measurable against item and seed noise")
+        elif seeded_scales:  # seeds were trained, and their spread swamps the mixtures' differences
+            text = (f"not measurable at {', '.join(seeded_scales)}: with several seeds there, no benchmark's "
+                    "mixture signal clears item and seed noise")
+        else:
+            text = "no scale has several seeds, so no mixture effect can be told from seed noise"
         if len(models):
             text += (f"; model rankings persist beyond item noise in {len(models)} cells with one seed "
                      "(seed noise unmeasured)")

@@ -140,3 +140,13 @@ def test_token_budget_is_a_cpu_work_unit_or_a_share_of_free_gpu_memory(model, mo
     for free in (2**28, 2**31):
         monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None, free=free: (free, 2 * free))
         assert scorer.token_budget(on_gpu) == min(2**17, int(scorer.GPU_MEMORY_SHARE * free // per_token))
+
+
+def test_batches_cut_where_padding_would_exceed_its_share():
+    lengths = [60, 58, 55, 50, 12, 10, 1, 1, 1]
+    batches = scorer._batches(lengths, list(range(len(lengths))), max_tokens=10_000, max_rows=32)
+    assert [i for b in batches for i in b] == list(range(len(lengths)))  # every row once, in order
+    for b in batches:
+        padded, real = len(b) * lengths[b[0]], sum(lengths[i] for i in b)
+        assert padded <= (1 + scorer.MAX_PADDING) * real
+    assert len(batches) == 3  # long tails, short tails, one-token tails

@@ -37,6 +37,7 @@ CPU_ACTIVATION_BYTES = 16 * 2**20  # one layer's fp32 activations per forward on
 CPU_CACHE_BYTES = 512 * 2**20  # the keys and values copied for one tail pass, on a CPU
 GPU_MEMORY_SHARE = 0.5  # of the free GPU memory, for one forward's activations and cache copies
 HEAD_BYTES = 256 * 2**20  # fp32 logits of the output head, per chunk of predicted positions
+MAX_PADDING = 0.25  # of a forward pass's real tokens: more costs more than the extra pass it saves
 
 
 @dataclass
@@ -160,13 +161,18 @@ def _cache_budget(model, max_tokens: int) -> int:
 
 
 def _batches(lengths: list[int], order: list[int], max_tokens: int, max_rows: int) -> list[list[int]]:
-    """Consecutive runs of `order` (sorted by decreasing length) whose padded size rows x longest fits."""
-    out, current = [], []
+    """Consecutive runs of `order` (sorted by decreasing length) whose padded size rows x longest fits the
+    budget and wastes at most MAX_PADDING of it: mixed benchmarks put 1-token and 60-token tails side by side,
+    and a forward pass over padding costs as much as one over real tokens."""
+    out, current, real = [], [], 0
     for i in order:
-        if current and (len(current) >= max_rows or (len(current) + 1) * lengths[current[0]] > max_tokens):
+        padded = (len(current) + 1) * lengths[current[0]] if current else 0
+        if current and (len(current) >= max_rows or padded > max_tokens
+                        or padded > (1 + MAX_PADDING) * (real + lengths[i])):
             out.append(current)
-            current = []
+            current, real = [], 0
         current.append(i)
+        real += lengths[i]
     return [*out, current] if current else out
 
 

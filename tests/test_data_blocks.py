@@ -6,6 +6,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from datatrove.data import Document
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
@@ -50,3 +51,17 @@ def test_tokenize_block_stores_ids_plus_eos(pool, tmp_path):
     assert (store.length >= 0).sum() == len(rows)
     for row in rows:
         assert store.read(row).tolist() == hf(texts[row], add_special_tokens=False)["input_ids"] + [hf.eos_token_id]
+
+
+def test_pool_writer_bounds_its_row_groups(tmp_path, monkeypatch):
+    """A pool is written in row groups of at most ROW_GROUP_DOCS documents or about ROW_GROUP_CHARS characters."""
+    monkeypatch.setattr(blocks, "ROW_GROUP_DOCS", 4)
+    monkeypatch.setattr(blocks, "ROW_GROUP_CHARS", 100)
+    documents = [Document(text=("x" * 60 if i % 5 == 0 else "short"), id=str(i), metadata={"source": "s"})
+                 for i in range(23)]
+    blocks.run_pipeline([lambda data, rank, world_size: iter(documents), blocks.PoolWriter(tmp_path / "pool")],
+                        1, tmp_path / "logs")
+    file = pq.ParquetFile(tmp_path / "pool" / "00000.parquet")
+    sizes = [file.metadata.row_group(g).num_rows for g in range(file.metadata.num_row_groups)]
+    assert sum(sizes) == 23 and max(sizes) <= 4
+    assert file.read().to_pylist()[5] == {"id": "5", "text": "x" * 60, "source": "s"}

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from magiclib.data.classifier import cross_fit_scores, features, fit_logistic, top_fraction
+from magiclib.data.classifier import features, fit_folds, fit_logistic, fold_scores, top_fraction
 
 SCIENCE = ["the cell membrane controls which molecules enter the cell by diffusion and active transport",
            "energy is conserved when the pendulum swings because kinetic and potential energy exchange",
@@ -33,7 +33,9 @@ def test_cross_fitted_scores_rank_science_like_web_first():
     candidates = [c + f" post {i}" for i, c in enumerate(CHATTER * 5)]
     candidates += ["molecules and energy in the cell: a short explanation of diffusion",
                    "a continuous function on a closed interval attains its maximum, the theorem says"]
-    scores = cross_fit_scores(positives, candidates, seed=0)
+    fold = np.arange(len(candidates)) % 2
+    x = features(candidates)
+    scores = fold_scores(fit_folds(features(positives), x, fold), x, fold)
     keep = top_fraction(scores, 0.1)
     assert keep[-2:].all() and keep.sum() == 3
 

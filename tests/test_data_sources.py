@@ -8,7 +8,7 @@ import datasets
 import pytest
 
 from magiclib.config import POOLS
-from magiclib.data import sources
+from magiclib.data import sources, stages
 from magiclib.data.sources import POOL_SOURCES, WEB_HUB_SOURCES, PoolSource, pool_source, read_docs
 
 
@@ -84,3 +84,47 @@ def test_missing_mirror_file_says_how_to_fix_it(fake_mirror):
 def test_location_follows_the_setting(fake_mirror):
     assert sources.location("auto") == "mirror"
     assert sources.location("hub") == "hub"
+
+
+def _stand_in_hub(monkeypatch, n_rows):
+    """`load_rows` for the hub answered by a local streaming dataset; returns the count of rows it produced."""
+    produced = []
+
+    def rows():
+        for i in range(n_rows):
+            produced.append(i)
+            yield {"content": f"hub document {i} " * 4, "id": f"h{i}"}
+
+    def load_rows(source, *, where="auto", streaming=False):
+        assert where == "hub" and streaming
+        return datasets.IterableDataset.from_generator(rows)
+
+    monkeypatch.setattr(stages, "load_rows", load_rows)
+    return produced
+
+
+def test_hub_stream_sample_is_fixed_by_seed(monkeypatch, tmp_path):
+    _stand_in_hub(monkeypatch, 50)
+    source = PoolSource("org/stand-in", None, "train", None, "content")
+
+    def sample(seed):
+        return [d.id for d in sources.sample_reader(source, "hub", 10, seed, ["p"], tmp_path).run()]
+
+    assert sample(0) == sample(0) != sample(1) and len(set(sample(0))) == 10
+
+
+def test_hub_stream_reads_lazily(monkeypatch, tmp_path):
+    """Consuming the first document of an unsampled stream does not read the rest of it."""
+    produced = _stand_in_hub(monkeypatch, 10_000)
+    source = PoolSource("org/stand-in", None, "train", None, "content")
+    documents = sources.sample_reader(source, "hub", None, 0, ["p"], tmp_path).run()
+    first = next(documents)
+    assert first.id == "h0" and first.metadata["source"] == "org/stand-in" and len(produced) < 100
+
+
+def test_mirror_sample_streams_the_same_rows_as_the_whole_read(fake_mirror, tmp_path):
+    reader = sources.sample_reader(pool_source("web"), "mirror", 7, 3, ["web"], tmp_path)
+    assert reader.available() == 20
+    assert [d.id for d in reader.run()] == [f"web-{i}" for i in reader.chosen(20)]
+    tally = json.loads((tmp_path / "sample--web.00000.json").read_text())
+    assert (tally["docs_in"], tally["docs_out"]) == (20, 7)

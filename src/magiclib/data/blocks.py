@@ -2,7 +2,9 @@
 
 Readers yield datatrove `Document`s; filters drop some; the tokenizer block writes what reaches it to a
 `TokenStore`. Every block streams: a task holds one batch of documents at a time, whatever the corpus size.
+(The pools step's readers and filters are in `stages`.)
 
+    PoolWriter          documents as pool rows (id, text, source): one parquet file per task, bounded row groups
     PoolRowsReader      chosen rows of a prepared pool (parquet), split over tasks in row order
     TokenizeToStore     batch tokenisation (the study's tokenizer, eos after each document) into a store
     run_pipeline        the blocks over `tasks` tasks: in this process for one, else datatrove's local executor
@@ -10,6 +12,7 @@ Readers yield datatrove `Document`s; filters drop some; the tokenizer block writ
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 from collections import deque
@@ -21,13 +24,20 @@ import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.readers.base import BaseReader
+from datatrove.pipeline.writers import ParquetWriter
 from datatrove.utils.tokenization import PipelineStepWithTokenizer
+from loguru import logger
 
 from .shards import StorePiece
 
 # One tokenizer call takes up to this many documents or characters, whichever comes first: enough to amortise
 # the call, and a bounded size of its output (an Encoding holds several arrays and a string per token).
 TOKENIZE_BATCH_DOCS, TOKENIZE_BATCH_CHARS = 1000, 2**20
+
+
+# A pool's row group holds up to this many documents or characters: what a reader of the pool holds at once.
+ROW_GROUP_DOCS, ROW_GROUP_CHARS = 1000, 2**25
+POOL_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("source", pa.string())])
 
 
 def pool_files(path: str | Path) -> list[Path]:
@@ -38,6 +48,31 @@ def pool_files(path: str | Path) -> list[Path]:
 
 def pool_rows(path: str | Path) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in pool_files(path))
+
+
+def _pool_row(self, document: Document) -> dict:
+    return {"id": document.id, "text": document.text, "source": document.metadata["source"]}
+
+
+class PoolWriter(ParquetWriter):
+    """Pool rows (id, text, source from the document's metadata) into `<folder>/<rank>.parquet`, a row group
+    every `ROW_GROUP_DOCS` documents or `ROW_GROUP_CHARS` characters, whichever comes first."""
+
+    name = "pool writer"
+
+    def __init__(self, folder: str | Path):
+        super().__init__(str(folder), output_filename="${rank}.parquet", adapter=_pool_row,
+                         batch_size=ROW_GROUP_DOCS, max_file_size=-1, schema=POOL_SCHEMA,
+                         use_content_defined_chunking=False, write_page_index=False)
+        self._chars: dict[str, int] = {}
+
+    def _write(self, document: dict, file_handler, filename: str):
+        super()._write(document, file_handler, filename)
+        chars = self._chars.get(filename, 0) + len(document["text"]) if self._batches[filename] else 0
+        if chars >= ROW_GROUP_CHARS:
+            self._write_batch(filename)
+            chars = 0
+        self._chars[filename] = chars
 
 
 class PoolRowsReader(BaseReader):
@@ -117,15 +152,26 @@ def text_batches(documents, most_docs: int, most_chars: int):
         yield batch
 
 
+@contextlib.contextmanager
+def quiet():
+    """Datatrove's messages off while blocks run in this process: its readers log every file they open."""
+    logger.disable("datatrove")
+    try:
+        yield
+    finally:
+        logger.enable("datatrove")
+
+
 def run_pipeline(blocks: list[PipelineStep], tasks: int, logging_dir: str | Path) -> None:
     """Run `blocks` as `tasks` tasks. One task runs right here, as datatrove's executor would run it,
     without its process pool and logs; more go to a `LocalPipelineExecutor` with one worker per task."""
     if tasks == 1:
-        data = None
-        for block in blocks:
-            data = block(data, 0, 1)
-        if data is not None:
-            deque(data, maxlen=0)
+        with quiet():
+            data = None
+            for block in blocks:
+                data = block(data, 0, 1)
+            if data is not None:
+                deque(data, maxlen=0)
         return
     from datatrove.executor import LocalPipelineExecutor
 

@@ -4,7 +4,8 @@ FineWeb-Edu and DCLM keep the web documents a classifier scores highest. Here th
 logistic regression on hashed word unigrams and bigrams (fastText-like features, as DCLM's filter uses),
 trained on positives (curated text for V2, instruction data for V3) against the web documents
 themselves as negatives. Every web document is scored by a model that never saw it (two-fold
-cross-fitting), so a document's own label does not push its score down.
+cross-fitting), so a document's own label does not push its score down. The models are fitted on a bounded
+sample of the web documents and then score any number of them, batch by batch.
 """
 
 from __future__ import annotations
@@ -60,17 +61,24 @@ def fit_logistic(x: sparse.csr_matrix, y: np.ndarray) -> np.ndarray:
     return result.x
 
 
-def cross_fit_scores(positives: list[str], candidates: list[str], seed: int) -> np.ndarray:
-    """A logit per candidate from a model trained on the positives and the other fold's candidates."""
-    x_pos, x_cand = features(positives), features(candidates)
-    fold = np.random.default_rng(seed).permutation(len(candidates)) % FOLDS
-    scores = np.empty(len(candidates))
+def fit_folds(x_pos: sparse.csr_matrix, x_neg: sparse.csr_matrix, fold: np.ndarray) -> list[np.ndarray]:
+    """One model per fold k: trained on the positives' and the negatives' `features` outside fold k
+    (`fold[i]` is negative i's fold)."""
+    models = []
     for k in range(FOLDS):
         train = fold != k
-        x = sparse.vstack([x_pos, x_cand[train]]).tocsr()
+        x = sparse.vstack([x_pos, x_neg[train]]).tocsr()
         y = np.concatenate([np.ones(x_pos.shape[0]), np.zeros(train.sum())])
-        params = fit_logistic(x, y)
-        scores[~train] = x_cand[~train] @ params[:-1] + params[-1]
+        models.append(fit_logistic(x, y))
+    return models
+
+
+def fold_scores(models: list[np.ndarray], x: sparse.csr_matrix, fold: np.ndarray) -> np.ndarray:
+    """A logit per row of `features` from the model of its fold, which was not trained on it."""
+    scores = np.empty(x.shape[0])
+    for k, params in enumerate(models):
+        mine = fold == k
+        scores[mine] = x[mine] @ params[:-1] + params[-1]
     return scores
 
 

@@ -1,7 +1,7 @@
 """Step 1 of the data pipeline: read every pool, filter the web three ways, decontaminate, report.
 
-Writes `<out>/pools/<name>.parquet` (id, text, source) for each web source (V1, V2, V3) and each code
-and curated pool the study uses, and the report tables the data chapter reads:
+Writes each web source (V1, V2, V3) and each code and curated pool the study uses as a folder
+`<out>/pools/<name>/` of parquet files (id, text, source), and the report tables the data chapter reads:
 `filters.parquet` (stage, pool, docs and approximate tokens in and out), `examples.parquet` (a few kept
 and dropped documents per filter, with the reason) and `decontam.parquet` (pool, benchmark, docs_removed).
 Token counts there are estimates (words x 1.3 for text, characters / 3.5 for code), not tokenizer counts.
@@ -10,74 +10,34 @@ From the mirror, web sources share one chain over the raw `web` pool: sample, he
 and near dedup (that is V1); V2 and V3 then keep the top fraction by their classifier; each is finally
 decontaminated. From the hub, each web source is its own already-filtered dataset and is only sampled
 and decontaminated.
+
+Every stage is a streaming datatrove block (`stages`), so memory does not grow with the corpus: a pool is
+written as it is read, in bounded row groups, under a temporary name renamed when it is complete. What does
+grow is a fixed size per document: the sample's row numbers, dedup hashes and signatures, classifier scores.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .. import io
 from ..config import POOLS, StudyConfig
 from ..errors import MissingFile
 from ..hub import load_rows
-from . import classifier, decontam, dedup, filters, sources
-from .text import approx_tokens
+from . import blocks, classifier, decontam, sources, stages
 
 POOLS_SUBDIR = "pools"
 SAMPLE_SEED = 0  # pools are shared by every training seed, so they are sampled with one fixed seed
 EDU_POSITIVE_POOLS = ("wikipedia", "technical")  # encyclopedic and technical writing: "educational"
-EXAMPLES_PER_DECISION = 3
-SNIPPET_CHARS = 300
-
-
-@dataclass
-class FilterLog:
-    """Collects the report rows while documents pass through the stages."""
-
-    rows: list[dict] = field(default_factory=list)
-    examples: list[dict] = field(default_factory=list)
-
-    def apply(self, stage: str, pools: list[str], docs: pd.DataFrame, reasons: list[str | None], *,
-              code: bool = False, scores: np.ndarray | None = None) -> pd.DataFrame:
-        """Keep the documents whose reason is None; log the stage once for each pool in `pools`."""
-        keep = np.array([r is None for r in reasons], dtype=bool)
-        tokens = _doc_tokens(docs, code)
-        row = {"stage": stage, "docs_in": len(docs), "docs_out": int(keep.sum()),
-               "tokens_in": int(tokens.sum()), "tokens_out": int(tokens[keep].sum())}
-        self.rows.extend({**row, "pool": pool} for pool in pools)
-        self._add_examples(stage, pools, docs, keep, reasons, scores)
-        return docs[keep].reset_index(drop=True)
-
-    def sample(self, pools: list[str], docs: pd.DataFrame, available: int | None, code: bool) -> None:
-        tokens = int(_doc_tokens(docs, code).sum())
-        self.rows.extend({"stage": "sample", "pool": pool, "docs_in": available, "docs_out": len(docs),
-                          "tokens_in": None, "tokens_out": tokens} for pool in pools)
-
-    def _add_examples(self, stage, pools, docs, keep, reasons, scores) -> None:
-        if scores is not None:  # a classifier: its highest-scoring kept and lowest-scoring dropped documents
-            order = np.argsort(-scores, kind="stable")
-            kept = [i for i in order if keep[i]][:EXAMPLES_PER_DECISION]
-            dropped = [i for i in order[::-1] if not keep[i]][:EXAMPLES_PER_DECISION]
-        else:  # rules: the first kept documents, and the first dropped one of each kind of reason
-            kept = np.flatnonzero(keep)[:EXAMPLES_PER_DECISION].tolist()
-            first_of_kind: dict[str, int] = {}
-            for i in np.flatnonzero(~keep):
-                first_of_kind.setdefault(reasons[i].split(":")[0], int(i))
-            dropped = list(first_of_kind.values())[:2 * EXAMPLES_PER_DECISION]
-        for i, decision in [(i, "kept") for i in kept] + [(i, "dropped") for i in dropped]:
-            reason = reasons[i] or (f"score: {scores[i]:.2f}" if scores is not None else "passed")
-            self.examples.append({"filter": stage, "pools": ", ".join(pools), "decision": decision,
-                                  "reason": reason, "id": docs["id"].iloc[i],
-                                  "snippet": docs["text"].iloc[i][:SNIPPET_CHARS]})
-
-
-def _doc_tokens(docs: pd.DataFrame, code: bool) -> np.ndarray:
-    return np.array([approx_tokens([text], code) for text in docs["text"]], dtype=np.int64)
+CLASSIFIER_FIT_DOCS = 10_000  # web documents (and as many positives) a classifier is fitted on, at most
 
 
 def prepare_pools(cfg: StudyConfig, out_dir: Path) -> dict:
@@ -86,30 +46,60 @@ def prepare_pools(cfg: StudyConfig, out_dir: Path) -> dict:
     where = sources.location(cfg.data.source)
     n = cfg.data.decontam_ngram
     index = decontam.NgramIndex.from_texts(decontam.study_benchmark_texts(n), n)
-    log = FilterLog()
-    pools = _web_from_mirror(cfg, log) if where == "mirror" else _web_from_hub(cfg, log)
-    is_code = dict.fromkeys(pools, False)
-    for name in study_pools(cfg):
-        source = sources.pool_source(name)
-        docs, available = sources.read_docs(source, where, cfg.data.docs_per_pool, SAMPLE_SEED)
-        log.sample([name], docs, available, source.code)
-        pools[name], is_code[name] = docs, source.code
-    decontam_rows = []
-    for name, docs in tqdm(list(pools.items()), desc="decontaminate", unit="pool"):
-        found = index.overlaps(docs["text"].tolist())
-        reasons = [f"shares a {index.n}-gram with {', '.join(b)}" if b else None for b in found]
-        decontam_rows += [{"pool": name, "benchmark": b, "docs_removed": sum(b in f for f in found)}
-                          for b in index.benchmarks]
-        pools[name] = log.apply("decontam", [name], docs, reasons, code=is_code[name])
-    for name, docs in pools.items():
-        io.write_parquet(out_dir / POOLS_SUBDIR / f"{name}.parquet", docs)
-    filters_table = pd.DataFrame(log.rows, columns=["stage", "pool", "docs_in", "docs_out", "tokens_in",
-                                                    "tokens_out"])
+    (out_dir / POOLS_SUBDIR).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".work-") as work:
+        report = stages.Report(Path(work) / "tallies")
+        if where == "mirror":
+            _web_from_mirror(cfg, out_dir, Path(work), index, report)
+        else:
+            for name, web in cfg.web_sources.items():
+                hub_pool(out_dir, name, sources.WEB_HUB_SOURCES[web.filter], cfg.data.docs_per_pool, index,
+                         report)
+        for name in study_pools(cfg):
+            source = sources.pool_source(name)
+            write_pool(out_dir, name, [
+                sources.sample_reader(source, where, cfg.data.docs_per_pool, SAMPLE_SEED, [name], report.folder),
+                stages.Decontaminate(index, name, source.code, report.folder)], report)
+    # Stages in chain order (pools ran one after another): the data chapter draws them in this order.
+    filters_table = pd.DataFrame(report.rows, columns=["stage", "pool", "docs_in", "docs_out", "tokens_in",
+                                                       "tokens_out"]).sort_values(
+        "stage", key=lambda stage: stage.map(stages.STAGES.index), kind="stable", ignore_index=True)
     io.write_parquet(out_dir / "filters.parquet", filters_table)
-    io.write_parquet(out_dir / "examples.parquet", pd.DataFrame(log.examples))
-    io.write_parquet(out_dir / "decontam.parquet", pd.DataFrame(decontam_rows, columns=["pool", "benchmark",
-                                                                                      "docs_removed"]))
-    return _summary(where, pools, filters_table)
+    io.write_parquet(out_dir / "examples.parquet", pd.DataFrame(report.examples))
+    io.write_parquet(out_dir / "decontam.parquet", pd.DataFrame(report.decontam, columns=["pool", "benchmark",
+                                                                                        "docs_removed"]))
+    names = [*cfg.web_sources, *study_pools(cfg)]
+    return _summary(where, {name: blocks.pool_rows(pool_path(out_dir, name)) for name in names}, filters_table)
+
+
+def hub_pool(out_dir: Path, name: str, source: sources.PoolSource, n: int | None, index: decontam.NgramIndex,
+             report: stages.Report, tasks: int = 1) -> Path:
+    """One pool from a hub dataset: streamed, sampled, decontaminated and written in `tasks` tasks."""
+    return write_pool(out_dir, name, [
+        sources.sample_reader(source, "hub", n, SAMPLE_SEED, [name], report.folder),
+        stages.Decontaminate(index, name, source.code, report.folder)], report, tasks)
+
+
+def write_pool(out_dir: Path, name: str, steps: list, report: stages.Report, tasks: int = 1) -> Path:
+    """Run `steps` into the pool folder `<out_dir>/pools/<name>`, which appears only once it is complete
+    (a rerun replaces it whole); add the steps' tallies to `report`."""
+    final = Path(out_dir) / POOLS_SUBDIR / name
+    staging = final.with_name(f".{name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    _write_folder(staging, steps, report, tasks)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    return final
+
+
+def _write_folder(folder: Path, steps: list, report: stages.Report, tasks: int = 1) -> None:
+    with tempfile.TemporaryDirectory(prefix="datatrove-logs-") as logs:
+        blocks.run_pipeline([*steps, blocks.PoolWriter(folder)], tasks, logs)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not blocks.pool_files(folder):  # nothing passed: an empty pool still has its columns
+        pq.write_table(pa.Table.from_pylist([], schema=blocks.POOL_SCHEMA), folder / "00000.parquet")
+    report.collect(steps)
 
 
 def study_pools(cfg: StudyConfig) -> list[str]:
@@ -119,58 +109,66 @@ def study_pools(cfg: StudyConfig) -> list[str]:
 
 
 def read_pool(pools_dir: Path, name: str) -> pd.DataFrame:
-    """A prepared pool (id, text, source), with a clear error when it was not prepared."""
-    return pd.read_parquet(pool_path(pools_dir, name))
+    """A whole prepared pool (id, text, source) in memory, with a clear error when it was not prepared."""
+    files = blocks.pool_files(pool_path(pools_dir, name))
+    return pa.concat_tables([pq.read_table(f) for f in files]).to_pandas()
 
 
 def pool_path(pools_dir: Path, name: str) -> Path:
-    """Where a prepared pool is, with a clear error when it was not prepared."""
-    path = Path(pools_dir) / POOLS_SUBDIR / f"{name}.parquet"
-    if not path.exists():
-        have = sorted(p.stem for p in path.parent.glob("*.parquet"))
+    """Where a prepared pool is (a folder of parquet files), with a clear error when it was not prepared."""
+    path = Path(pools_dir) / POOLS_SUBDIR / name
+    if not path.is_dir():
+        have = sorted(p.name for p in path.parent.glob("*") if p.is_dir() and not p.name.startswith("."))
         raise MissingFile(f"pool {name!r} not found at {path} (prepared pools: {have}); run "
                           "prepare_pools (`magic data`) with a config that uses this pool")
     return path
 
 
-def _web_from_mirror(cfg: StudyConfig, log: FilterLog) -> dict[str, pd.DataFrame]:
-    names = list(cfg.web_sources)
-    docs, available = sources.read_docs(sources.pool_source("web"), "mirror", cfg.data.docs_per_pool,
-                                        SAMPLE_SEED)
-    log.sample(names, docs, available, code=False)
-    reasons = [filters.heuristic_reason(t) for t in tqdm(docs["text"], desc="heuristic rules", unit="doc")]
-    docs = log.apply("heuristic", names, docs, reasons)
-    docs = log.apply("exact_dedup", names, docs,
-                     dedup.exact_duplicate_reasons(docs["id"].tolist(), docs["text"].tolist()))
-    docs = log.apply("near_dedup", names, docs, dedup.near_duplicate_reasons(
-        docs["id"].tolist(), docs["text"].tolist(), cfg.data.near_dup_threshold))
-    out = {}
-    scores_by_filter: dict[str, np.ndarray] = {}
+def _web_from_mirror(cfg: StudyConfig, out_dir: Path, work: Path, index: decontam.NgramIndex,
+                     report: stages.Report) -> None:
+    names, tallies = list(cfg.web_sources), report.folder
+    deduped = work / "web"  # the web after rules and dedup: V1 before decontamination, V2 and V3's input
+    _write_folder(deduped, [
+        sources.sample_reader(sources.pool_source("web"), "mirror", cfg.data.docs_per_pool, SAMPLE_SEED, names,
+                              tallies),
+        stages.Heuristic(names, tallies), stages.ExactDedup(names, tallies),
+        stages.NearDedup(names, cfg.data.near_dup_threshold, tallies)], report)
+    web_filters = list(dict.fromkeys(w.filter for w in cfg.web_sources.values() if w.filter != "heuristic"))
+    scores = _classifier_scores(web_filters, deduped)
     for name, web in cfg.web_sources.items():
-        if web.filter == "heuristic":
-            out[name] = docs
-            continue
-        if web.filter not in scores_by_filter:
-            positives = _positives(web.filter, len(docs))
-            scores_by_filter[web.filter] = classifier.cross_fit_scores(positives, docs["text"].tolist(),
-                                                                       SAMPLE_SEED)
-        scores = scores_by_filter[web.filter]
-        fraction = cfg.data.edu_keep_fraction if web.filter == "edu" else cfg.data.quality_keep_fraction
-        keep = classifier.top_fraction(scores, fraction)
-        reasons = [None if k else f"{web.filter} score: {s:.2f}, not in the top {fraction:.0%}"
-                   for k, s in zip(keep, scores, strict=True)]
-        out[name] = log.apply(web.filter, [name], docs, reasons, scores=scores)
-    return out
+        steps = [stages.PoolReader(deduped)]
+        if web.filter != "heuristic":
+            fraction = cfg.data.edu_keep_fraction if web.filter == "edu" else cfg.data.quality_keep_fraction
+            steps.append(stages.ClassifierKeep(web.filter, name, scores[web.filter], fraction, tallies))
+        steps.append(stages.Decontaminate(index, name, False, tallies))
+        write_pool(out_dir, name, steps, report)
 
 
-def _web_from_hub(cfg: StudyConfig, log: FilterLog) -> dict[str, pd.DataFrame]:
-    out = {}
-    for name, web in cfg.web_sources.items():
-        docs, available = sources.read_docs(sources.WEB_HUB_SOURCES[web.filter], "hub", cfg.data.docs_per_pool,
-                                            SAMPLE_SEED)
-        log.sample([name], docs, available, code=False)
-        out[name] = docs
-    return out
+def _classifier_scores(web_filters: list[str], pool: Path) -> dict[str, np.ndarray]:
+    """For each classifier filter, a score per row of `pool`: two fold models fitted on at most
+    `CLASSIFIER_FIT_DOCS` of its documents (fold = row mod 2) and as many positives, and each row scored by
+    the model of its fold. The fitted rows are scored from their features; the rest in one batched pass."""
+    if not web_filters:
+        return {}
+    n_rows = blocks.pool_rows(pool)
+    fit_rows = np.sort(np.random.default_rng(SAMPLE_SEED).choice(n_rows, size=min(n_rows, CLASSIFIER_FIT_DOCS),
+                                                                 replace=False))
+    with blocks.quiet():
+        x_neg = classifier.features([d.text for d in blocks.PoolRowsReader(pool, fit_rows).run()])
+    models = {f: classifier.fit_folds(classifier.features(_positives(f, len(fit_rows))), x_neg,
+                                      fit_rows % classifier.FOLDS) for f in web_filters}
+    scores = {f: np.empty(n_rows) for f in web_filters}
+    for f in web_filters:
+        scores[f][fit_rows] = classifier.fold_scores(models[f], x_neg, fit_rows % classifier.FOLDS)
+    rest = np.setdiff1d(np.arange(n_rows), fit_rows)
+    with blocks.quiet():
+        for batch in blocks.text_batches(blocks.PoolRowsReader(pool, rest).run(), stages.BATCH_DOCS,
+                                         stages.BATCH_CHARS):
+            rows = np.array([int(d.id) for d in batch])
+            x = classifier.features([d.text for d in batch])
+            for f in web_filters:
+                scores[f][rows] = classifier.fold_scores(models[f], x, rows % classifier.FOLDS)
+    return scores
 
 
 def _positives(web_filter: str, n: int) -> list[str]:
@@ -188,9 +186,9 @@ def _positives(web_filter: str, n: int) -> list[str]:
     return texts
 
 
-def _summary(where: str, pools: dict[str, pd.DataFrame], filters_table: pd.DataFrame) -> dict:
+def _summary(where: str, docs: dict[str, int], filters_table: pd.DataFrame) -> dict:
     steps = filters_table[filters_table["stage"] != "sample"]
     removed: dict[str, dict[str, int]] = {}
     for row in steps.itertuples(index=False):
         removed.setdefault(row.pool, {})[row.stage] = int(row.docs_in - row.docs_out)
-    return {"where": where, "docs": {name: len(docs) for name, docs in pools.items()}, "removed": removed}
+    return {"where": where, "docs": docs, "removed": removed}

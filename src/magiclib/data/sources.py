@@ -4,21 +4,23 @@ Every pool is a `PoolSource`: the hub coordinates of the dataset the paper used 
 path of the offline stand-in inside the data mirror (`pretrain/<pool>`). With a mirror all three web
 sources are made from the one raw `web` pool by this package's own filters; on the hub each web source
 is its own, already filtered dataset (RefinedWeb, FineWeb-Edu, DCLM), read as a stream.
+
+`sample_reader` gives the datatrove block that streams a fixed-seed sample of a pool from either place.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .. import paths
-from ..errors import BadValue, UnknownName
-from ..hub import HubSource, load_rows
-
-MIRROR_TEXT_FIELD = "text"  # mirror rows are {"id", "text", "source"}
-SHUFFLE_BUFFER = 10_000  # documents held by a streaming shuffle on the hub
+from ..errors import BadValue
+from ..hub import HubSource
+from .blocks import quiet
+from .stages import HubStream, MirrorSample
 
 
 @dataclass(frozen=True)
@@ -84,23 +86,24 @@ def location(setting: str) -> str:
     return "mirror" if paths.find_mirror() is not None else "hub"
 
 
-def read_docs(source: PoolSource, where: str, n: int | None, seed: int) -> tuple[pd.DataFrame, int | None]:
-    """A fixed-seed sample of `n` documents (all when None) as columns id, text, source, and the number of
-    documents the pool holds (None when streaming from the hub, where it is not known)."""
+def sample_reader(source: PoolSource, where: str, n: int | None, seed: int, pools: list[str],
+                  tally_dir: str | Path) -> MirrorSample | HubStream:
+    """The block streaming a fixed-seed sample of `n` documents (all when None) of a pool, as Documents with
+    the row's `source` in their metadata; its tally is the report's `sample` row for `pools`."""
     if where == "mirror":
-        rows = load_rows(source, where="mirror")
-        total = len(rows)
-        if n is not None and n < total:
-            rows = rows.select(np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False)))
-        return rows.select_columns(["id", MIRROR_TEXT_FIELD, "source"]).to_pandas(), total
-    stream = load_rows(source, where="hub", streaming=True).shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER)
-    if n is not None:
-        stream = stream.take(n)
-    records = []
-    for i, row in enumerate(stream):
-        if source.text_field not in row:
-            raise UnknownName(f"{source.hub_id} rows have no {source.text_field!r} field (fields: {sorted(row)}); "
-                              "fix text_field in magiclib.data.sources")
-        records.append({"id": str(row.get("id", f"{source.hub_id}:{i}")), "text": row[source.text_field],
-                        "source": source.hub_id})
-    return pd.DataFrame(records, columns=["id", "text", "source"]), None
+        mirror = paths.require_mirror()
+        source.mirror_files(mirror)  # raises, naming the fix, when the mirror lacks the pool
+        return MirrorSample(mirror / source.mirror_path, n, seed, pools, source.code, tally_dir)
+    return HubStream(source, n, seed, pools, source.code, tally_dir)
+
+
+def read_docs(source: PoolSource, where: str, n: int | None, seed: int) -> tuple[pd.DataFrame, int | None]:
+    """A small sample as a DataFrame (id, text, source), and the number of documents the pool holds (None
+    when streaming from the hub, where it is not known). For samples that fit in memory (classifier
+    positives, tests); the pools step streams `sample_reader`'s documents instead."""
+    with tempfile.TemporaryDirectory(prefix="read-docs-") as tallies:
+        reader = sample_reader(source, where, n, seed, ["sample"], tallies)
+        with quiet():
+            rows = [{"id": d.id, "text": d.text, "source": d.metadata["source"]} for d in reader.run()]
+    available = reader.available() if isinstance(reader, MirrorSample) else None
+    return pd.DataFrame(rows, columns=["id", "text", "source"]), available

@@ -19,12 +19,12 @@ POOLS = ["V1", "V2", "V3", "code_python", "code_go", "wikipedia", "technical", "
 def built(tmp_path_factory):
     """Tiny prepared pools (books holds only 3 documents, so it must repeat) and a 300-token BPE."""
     root = tmp_path_factory.mktemp("data")
-    (root / "pools").mkdir()
     for pool in POOLS:
+        (root / "pools" / pool).mkdir(parents=True)
         n = 3 if pool == "books" else 40
         texts = [f"{pool} document {i}: " + " ".join(f"w{(i * 7 + j) % 50}" for j in range(30 + i)) for i in range(n)]
         pd.DataFrame({"id": [f"{pool}-{i}" for i in range(n)], "text": texts, "source": pool}).to_parquet(
-            root / "pools" / f"{pool}.parquet")
+            root / "pools" / pool / "00000.parquet")
     cfg = load_config("smoke", ["data.vocab_size=300", "data.tokenizer_train_docs=100",
                                 "data.tokens_per_mixture=6000"])
     build_tokenizer(cfg, root, root / "tok")
@@ -83,7 +83,7 @@ def test_two_tasks_store_the_same_tokens_as_one(built, tmp_path, monkeypatch):
     stores = {}
     for tasks in (1, 2):
         folder = tmp_path / f"t{tasks}"
-        pool = mixtures.PoolStore(root / "pools" / "V2.parquet", TokenStore(folder, 40, tokenizer.dtype), tokenizer)
+        pool = mixtures.PoolStore(root / "pools" / "V2", TokenStore(folder, 40, tokenizer.dtype), tokenizer)
         pool.tokenize(np.arange(3, 40, 2), tasks)
         assert len(list(folder.glob("*.rows.npy"))) == tasks
         stores[tasks] = pool.store
@@ -107,7 +107,7 @@ def test_mixture_is_tokenized_like_the_saved_tokenizer(built, tmp_path):
     cfg, root = built
     stats = build_mixture(cfg, "V1-P0", root, root / "tok", tmp_path, seed=0)
     tokenizer = AutoTokenizer.from_pretrained(root / "tok")
-    texts = pd.read_parquet(root / "pools" / "V1.parquet")["text"].tolist()
+    texts = pd.read_parquet(root / "pools" / "V1")["text"].tolist()
     known = {tuple(tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]) for t in texts}
     tokens = np.load(tmp_path / "tokens" / "00000.npy").tolist()
     ends = [i for i, t in enumerate(tokens) if t == tokenizer.eos_token_id]

@@ -14,10 +14,10 @@ TEXTS = ["The quick brown fox jumps over the lazy dog.", "def add(a, b):\n    re
 @pytest.fixture
 def pools_dir(tmp_path):
     for pool in ["V1", "V2", "V3", "code_python", "code_go", "wikipedia", "technical", "reference", "books"]:
-        (tmp_path / "pools").mkdir(exist_ok=True)
+        (tmp_path / "pools" / pool).mkdir(parents=True)
         texts = [f"{TEXTS[i % 3]} {pool} {i}" for i in range(20)]
         frame = pd.DataFrame({"id": [f"{pool}-{i}" for i in range(20)], "text": texts, "source": pool})
-        frame.to_parquet(tmp_path / "pools" / f"{pool}.parquet")
+        frame.to_parquet(tmp_path / "pools" / pool / "00000.parquet")
     return tmp_path
 
 

@@ -115,12 +115,15 @@ MIXTURE_KEYS = ("curated_pools", "tokens_per_mixture")  # curated_pools also rea
 # A mixture's tokens went from one tokens.npy to shards tokens/NNNNN.npy (the same stream): a folder in the
 # old layout is not reused by code that reads the new one.
 MIXTURE_FORMAT = "npy-shards"
+# Pools went from one <name>.parquet, filtered in memory, to a folder <name>/ written by the streaming blocks
+# (other samples of the same config): a pools folder of the old code is not reused.
+POOLS_FORMAT = "parquet-folders"
 
 
 def pools_hash(cfg: StudyConfig) -> str:
     data = to_dict(cfg.data)
     # Decontamination always covers the study's 20 benchmarks, whatever subset is scored.
-    return config_hash({k: data[k] for k in POOL_KEYS}, cfg.web_sources)
+    return config_hash({k: data[k] for k in POOL_KEYS}, cfg.web_sources, POOLS_FORMAT)
 
 
 def tokenizer_hash(cfg: StudyConfig) -> str:

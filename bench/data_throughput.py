@@ -1,4 +1,4 @@
-"""Data-step throughput and memory at any corpus size: the datatrove pipeline against the bare tokenizer.
+"""Data-step throughput and memory at any corpus size: the project's data step against the bare tokenizer.
 
     python bench/data_throughput.py corpus --out /tmp/h8/corpus-1B --tokens 1e9
     python bench/data_throughput.py run --corpus /tmp/h8/corpus-1B --tokenizer <results>/data/tokenizer-<h> \
@@ -11,10 +11,12 @@ each document's lines, so no two documents are equal (the step measured here doe
 `run` measures, for each number of processes P, side by side in one run:
 - the limit: the same tokenizer on the same text, `encode_batch_fast` in P processes, timing only the calls
   (reading and decompressing are left out), each process one thread (TOKENIZERS_PARALLELISM=false);
-- the data step as the study runs it, in P datatrove tasks of one thread each: read the corpus (datatrove's
-  JsonlReader) into a pool (ParquetWriter), tokenize the documents a mixture draws (`mixtures.draw_tokens`:
-  PoolRowsReader + TokenizeToStore), and write the mixture's shuffled token shards (`gather`,
-  `write_shards`); the mixture asks for all the corpus' tokens, so every document is tokenized once;
+- the data step as the study runs it, in P datatrove tasks of one thread each: the pools step's hub path
+  (`pools.hub_pool`: the corpus streamed by `datasets` as a hub dataset, all of it sampled, decontaminated
+  against the study's 20 benchmarks, written as a pool folder; the benchmarks' n-gram index is built first,
+  inside the timing), tokenize the documents a mixture draws (`mixtures.draw_tokens`: PoolRowsReader +
+  TokenizeToStore), and write the mixture's shuffled token shards (`gather`, `write_shards`); the mixture
+  asks for all the corpus' tokens, so every document is tokenized once;
 - peak resident memory of the step: the largest sum of RSS over its process tree, sampled every 0.2 s.
 `--limit-files N` times the bare tokenizer on the first N files only (for a corpus too large to time twice).
 """
@@ -128,29 +130,28 @@ def data_step(corpus: Path, tokenizer_dir: Path, work: Path, tasks: int, target:
     sys.path.insert(0, str(ROOT / "src"))
     import shutil
 
-    from datatrove.pipeline.readers import JsonlReader
-    from datatrove.pipeline.writers import ParquetWriter
-
-    from magiclib.data import blocks, mixtures, shards
+    from magiclib.data import blocks, decontam, mixtures, pools, shards, stages
+    from magiclib.data.sources import PoolSource
 
     shutil.rmtree(work, ignore_errors=True)
     clock = time.time()  # the parent splits its memory samples by stage with this
     started = time.perf_counter()
-    blocks.run_pipeline([JsonlReader(str(corpus), compression="gzip", glob_pattern="*.jsonl.gz"),
-                         ParquetWriter(str(work / "pool"), output_filename="${rank}.parquet",
-                                       use_content_defined_chunking=False, write_page_index=False)],
-                        tasks, work / "logs-pool")
+    index = decontam.NgramIndex.from_texts(decontam.study_benchmark_texts(13), 13)
+    index_s = time.perf_counter() - started
+    corpus_source = PoolSource(str(corpus), None, "train", None, "text")  # a local folder read as a hub dataset
+    pool_dir = pools.hub_pool(work, "corpus", corpus_source, None, index, stages.Report(work / "tallies"), tasks)
     pool_s = time.perf_counter() - started
     tokenizer = mixtures.StudyTokenizer(tokenizer_dir)
-    store = shards.TokenStore(work / "store", blocks.pool_rows(work / "pool"), tokenizer.dtype)
-    pool = mixtures.PoolStore(work / "pool", store, tokenizer)
+    store = shards.TokenStore(work / "store", blocks.pool_rows(pool_dir), tokenizer.dtype)
+    pool = mixtures.PoolStore(pool_dir, store, tokenizer)
     rows = mixtures.draw_tokens(pool, target, np.random.default_rng(0), tasks)
     tokenize_s = time.perf_counter() - started - pool_s
     order = np.random.default_rng(1).permutation(len(rows))
     written = shards.write_shards(work / "mixture", mixtures.gather([pool], [rows], {"all": ("web", target)},
                                                                      order), target, tokenizer.dtype)
     total_s = time.perf_counter() - started
-    return {"tokens": target, "docs": len(rows), "clock": clock, "pool_s": pool_s, "tokenize_s": tokenize_s,
+    return {"tokens": target, "docs": len(rows), "clock": clock, "index_s": index_s, "pool_s": pool_s,
+            "tokenize_s": tokenize_s,
             "write_s": total_s - pool_s - tokenize_s, "seconds": total_s, "shards": len(written),
             "tokenized_docs": int((store.length >= 0).sum()), "pool_docs": len(store.length),
             "tokenized_tokens": int(store.length[store.length >= 0].sum())}

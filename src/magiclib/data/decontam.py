@@ -38,6 +38,10 @@ class NgramIndex:
         order = np.argsort(grams)  # sorted needles make searchsorted cache-friendly: several times faster
         grams, doc = grams[order], doc[order]
         first = np.searchsorted(self.hashes, grams, side="left")
+        # Almost no n-gram matches: find the end of each run of equal hashes only for those that do.
+        hit = first < len(self.hashes)
+        hit[hit] = self.hashes[first[hit]] == grams[hit]
+        grams, doc, first = grams[hit], doc[hit], first[hit]
         count = np.searchsorted(self.hashes, grams, side="right") - first
         # Expand each matching n-gram to every benchmark that holds it (almost always exactly one).
         slots = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + np.repeat(first, count)

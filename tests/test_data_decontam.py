@@ -1,5 +1,7 @@
 """Decontamination finds a benchmark item planted in a training document."""
 
+import numpy as np
+
 from magiclib.data.decontam import NgramIndex
 
 ITEM = "A man is sitting on a roof. He starts pulling up roofing on a roof and throws it into the yard below"
@@ -29,3 +31,24 @@ def test_items_shorter_than_n_cannot_match():
     index = NgramIndex.from_texts({"short": ["too short to match"]}, 13)
     assert len(index.hashes) == 0
     assert index.overlaps(["too short to match", ""]) == [[], []]
+
+
+def test_word_hashes_split_like_text_words():
+    from magiclib.data.decontam import word_hashes
+    from magiclib.data.text import words
+
+    texts = ["Hello, World! hello world", "", "naïve café: 42 cafés", "x-y_z WORLD"]
+    hashes, doc = word_hashes(texts)
+    split = [w for t in texts for w in words(t)]
+    assert doc.tolist() == [i for i, t in enumerate(texts) for _ in words(t)]
+    assert len({(w, h) for w, h in zip(split, hashes.tolist(), strict=True)}) == len(set(split)) == len(set(hashes))
+
+
+def test_ngrams_are_the_same_in_chunks(monkeypatch):
+    from magiclib.data import decontam
+
+    texts = [f"{ITEM} number {i}" for i in range(7)] + ["", "short"]
+    whole = decontam.doc_ngrams(texts, 13)
+    monkeypatch.setattr(decontam, "CHUNK_CHARS", 150)  # a chunk or two documents each
+    chunked = decontam.doc_ngrams(texts, 13)
+    assert all(np.array_equal(a, b) for a, b in zip(whole, chunked, strict=True)) and len(whole[0]) > 0

@@ -42,7 +42,7 @@ def word_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return hashes, np.searchsorted(first_byte, starts, side="right") - 1
 
 
-CHUNK_CHARS = 2**22
+CHUNK_CHARS = 2**20
 _POWERS: list[np.ndarray] = []
 
 

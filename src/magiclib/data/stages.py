@@ -33,7 +33,7 @@ from .text import approx_tokens
 
 SHUFFLE_BUFFER = 10_000  # documents held by a streaming shuffle on the hub
 HUB_BATCH = 100  # rows the hub stream hands over at once
-BATCH_DOCS, BATCH_CHARS = 1000, 2**22  # documents one batched filter call takes (decontamination, MinHash)
+BATCH_DOCS, BATCH_CHARS = 1000, 2**20  # documents one batched filter call takes (decontamination, MinHash)
 STAGES = ("sample", "heuristic", "exact_dedup", "near_dedup", "edu", "quality", "decontam")  # in chain order
 EXAMPLES_PER_DECISION = 3
 SNIPPET_CHARS = 300

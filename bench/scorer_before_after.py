@@ -7,7 +7,12 @@ alternating old / new --repeats times (the fastest run counts; the machine may b
 this process's CPU seconds, robust to other jobs on a loaded machine). Prints seconds,
 items/s, the speed-up and the largest |log-likelihood difference|. Writes bench/out/scorer_before_after.json.
 
+The earlier scorer computes in fp32 only. `--precision fp32 bf16` times the current one at each precision in the
+same run: fp32 is the scorer change alone; the precision `auto` resolves to on this machine
+(magiclib.precision) is what the study's evaluate stage runs now.
+
     python bench/scorer_before_after.py --results results/mini --commit 9c1c4e1 [--threads 1] [--repeats 2]
+    python bench/scorer_before_after.py --results results/mini --precision fp32 bf16
 """
 
 from __future__ import annotations
@@ -61,6 +66,11 @@ def checkpoints(results: Path, per_scale: int) -> list[Path]:
     return chosen
 
 
+def predictions(table) -> np.ndarray:
+    """The acc prediction (argmax log-likelihood) of every item, in table order."""
+    return table.groupby(["benchmark", "item"], sort=False)["loglik"].agg(lambda s: int(np.argmax(s))).to_numpy()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=paths.REPO_ROOT / "results" / "mini")
@@ -70,6 +80,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32, help="the study's eval.batch_size")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    parser.add_argument("--precision", nargs="+", choices=scorer.PRECISIONS, default=["fp32"],
+                        help="the current scorer's precisions (the earlier one: fp32)")
     args = parser.parse_args()
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
@@ -80,29 +92,35 @@ def main() -> None:
     for folder in checkpoints(args.results, args.per_scale):
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        seconds = {"before": [], "after": []}
+        runs = {"before": (before, "fp32"), **{f"after {p}": (scorer, p) for p in args.precision}}
+        seconds = {name: [] for name in runs}
         tables = {}
         for _ in range(args.repeats):
-            for name, module in (("before", before), ("after", scorer)):
+            for name, (module, precision) in runs.items():
+                kwargs = {"precision": precision} if module is scorer else {}
                 start = clock()
-                tables[name] = module.score_items(model, tokenizer, items, batch_size=args.batch_size, progress=False)
+                tables[name] = module.score_items(model, tokenizer, items, batch_size=args.batch_size, progress=False,
+                                                  **kwargs)
                 seconds[name].append(clock() - start)
-        diff = float(np.max(np.abs(tables["before"]["loglik"].to_numpy() - tables["after"]["loglik"].to_numpy())))
-        same_pred = float(np.mean([a == b for a, b in zip(
-            tables["before"].groupby(["benchmark", "item"], sort=False)["loglik"].agg(lambda s: int(np.argmax(s))),
-            tables["after"].groupby(["benchmark", "item"], sort=False)["loglik"].agg(lambda s: int(np.argmax(s))),
-            strict=True)]))
         row = {"checkpoint": folder.parent.name, "items": len(items), "before_s": min(seconds["before"]),
-               "after_s": min(seconds["after"]), "max_abs_loglik_diff": diff, "same_pred_acc": same_pred,
                "load_average": os.getloadavg()[0]}
-        row["speedup"] = row["before_s"] / row["after_s"]
+        line = f"{row['checkpoint']:32s} {row['items']:5d} items  before {row['before_s']:7.1f} s"
+        for p in args.precision:
+            after = tables[f"after {p}"]
+            diff = float(np.max(np.abs(tables["before"]["loglik"].to_numpy() - after["loglik"].to_numpy())))
+            same_pred = float(np.mean(predictions(tables["before"]) == predictions(after)))
+            row[p] = {"after_s": min(seconds[f"after {p}"]), "max_abs_loglik_diff": diff, "same_pred_acc": same_pred}
+            row[p]["speedup"] = row["before_s"] / row[p]["after_s"]
+            line += (f" | after {p} {row[p]['after_s']:7.1f} s  x{row[p]['speedup']:.2f}  max|dLL| {diff:.1e}  "
+                     f"same acc pred {same_pred:.3f}")
         rows.append(row)
-        print(f"{row['checkpoint']:32s} {row['items']:5d} items  before {row['before_s']:7.1f} s  after "
-              f"{row['after_s']:7.1f} s  x{row['speedup']:.2f}  max|dLL| {diff:.1e}  same acc pred {same_pred:.3f}  "
-              f"load {row['load_average']:.1f}", flush=True)
-    total = {"before_s": sum(r["before_s"] for r in rows), "after_s": sum(r["after_s"] for r in rows)}
-    total["speedup"] = total["before_s"] / total["after_s"]
-    print(f"all: before {total['before_s']:.1f} s, after {total['after_s']:.1f} s, x{total['speedup']:.2f}")
+        print(f"{line}  load {row['load_average']:.1f}", flush=True)
+    total = {"before_s": sum(r["before_s"] for r in rows)}
+    for p in args.precision:
+        total[p] = {"after_s": sum(r[p]["after_s"] for r in rows)}
+        total[p]["speedup"] = total["before_s"] / total[p]["after_s"]
+        print(f"all: before {total['before_s']:.1f} s, after {p} {total[p]['after_s']:.1f} s, "
+              f"x{total[p]['speedup']:.2f}")
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "")
     io.write_json(OUT / "scorer_before_after.json", {"args": {k: str(v) for k, v in vars(args).items()},

@@ -18,7 +18,8 @@ each document's lines, so no two documents are equal (the step measured here doe
   TokenizeToStore), and write the mixture's shuffled token shards (`gather`, `write_shards`); the mixture
   asks for all the corpus' tokens, so every document is tokenized once;
 - peak resident memory of the step: the largest sum of RSS over its process tree, sampled every 0.2 s.
-`--limit-files N` times the bare tokenizer on the first N files only (for a corpus too large to time twice).
+`--limit-files N` times the bare tokenizer on the first N files only (for a corpus too large to time twice);
+give the mixture's size with `--target` then, or it is the first N files' tokens.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from ..config import ConfigError, StudyConfig
-from .pools import SAMPLE_SEED, read_pool, study_pools
+from .blocks import PoolRowsReader, pool_rows
+from .pools import SAMPLE_SEED, pool_path, study_pools
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
@@ -64,9 +65,11 @@ def training_texts(cfg: StudyConfig, pools_dir: Path) -> list[str]:
         share = np.mean([getattr(p, role) for p in cfg.proportions.values()])
         per_pool = round(cfg.data.tokenizer_train_docs * share / max(1, len(pools)))
         for pool in pools:
-            docs = read_pool(pools_dir, pool)["text"]
-            pick = np.sort(rng.choice(len(docs), size=min(per_pool, len(docs)), replace=False))
-            texts += [docs.iloc[i][:MAX_TRAIN_CHARS] for i in pick]
+            path = pool_path(pools_dir, pool)
+            n_rows = pool_rows(path)
+            pick = np.sort(rng.choice(n_rows, size=min(per_pool, n_rows), replace=False))
+            # only the picked rows are read (row group by row group), whatever the pool's size
+            texts += [doc.text[:MAX_TRAIN_CHARS] for doc in PoolRowsReader(path, pick).run()]
     return texts
 
 

@@ -78,19 +78,7 @@ def test_tokenizer_and_mixture_from_prepared_pools(prepared, tmp_path):
 
 def test_hub_mode_reads_each_web_source_from_its_own_dataset(tmp_path, monkeypatch):
     """With data.source=hub the web sources are the (already filtered) hub datasets: sampled, decontaminated."""
-    def local_dataset(name, field, code=False):
-        folder = tmp_path / "hub" / name
-        folder.mkdir(parents=True)
-        with gzip.open(folder / "train.jsonl.gz", "wt") as f:
-            f.writelines(json.dumps({field: f"{name} text number {i} " * 8}) + "\n" for i in range(30))
-        return PoolSource(str(folder), None, "train", None, field, code=code)
-
-    monkeypatch.setattr(sources, "WEB_HUB_SOURCES", {f: local_dataset(f, "content") for f in ("heuristic", "edu",
-                                                                                                "quality")})
-    monkeypatch.setattr(sources, "POOL_SOURCES", {p: local_dataset(p, "text", code=p.startswith("code"))
-                                                  for p in sources.POOL_SOURCES})
-    item = "edu text number 3 edu text number 3 edu text number 3 edu text number 3"
-    monkeypatch.setattr(decontam, "study_benchmark_texts", lambda n: {"planted": [item]})
+    _hub_pools(tmp_path, monkeypatch, planted="edu text number 3 edu text number 3 edu text number 3 edu text number 3")
     cfg = load_config("smoke", ["data.source=hub", "data.docs_per_pool=null"])
     summary = prepare_pools(cfg, tmp_path / "out")
     assert summary["where"] == "hub"
@@ -102,8 +90,9 @@ def test_hub_mode_reads_each_web_source_from_its_own_dataset(tmp_path, monkeypat
     assert summary["removed"]["V1"]["decontam"] == 0 and summary["docs"]["books"] == 30
 
 
-def _hub_pools(tmp_path, monkeypatch):
-    """Every hub source a local folder of 30 gzip'd JSONL rows (no ids), under the same `load_rows` code."""
+def _hub_pools(tmp_path, monkeypatch, planted="nothing like the pools"):
+    """Every hub source a local folder of 30 gzip'd JSONL rows (no ids), under the same `load_rows` code; the
+    benchmarks hold one item, `planted`."""
     def local_dataset(name, field, code=False):
         folder = tmp_path / "hub" / name
         if not folder.exists():
@@ -116,7 +105,7 @@ def _hub_pools(tmp_path, monkeypatch):
                                                                                                 "quality")})
     monkeypatch.setattr(sources, "POOL_SOURCES", {p: local_dataset(p, "text", code=p.startswith("code"))
                                                   for p in sources.POOL_SOURCES})
-    monkeypatch.setattr(decontam, "study_benchmark_texts", lambda n: {"planted": ["nothing like the pools"]})
+    monkeypatch.setattr(decontam, "study_benchmark_texts", lambda n: {"planted": [planted]})
 
 
 def test_same_config_gives_byte_identical_pools(tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """The scorer: lm-eval's tokenization, shared-context packing against naive scoring, batching invariance."""
 
+import itertools
 import types
 import warnings
 
@@ -142,11 +143,26 @@ def test_token_budget_is_a_cpu_work_unit_or_a_share_of_free_gpu_memory(model, mo
         assert scorer.token_budget(on_gpu) == min(2**17, int(scorer.GPU_MEMORY_SHARE * free // per_token))
 
 
-def test_batches_cut_where_padding_would_exceed_its_share():
+def test_batches_are_the_cheapest_partition_within_the_limits():
     lengths = [60, 58, 55, 50, 12, 10, 1, 1, 1]
-    batches = scorer._batches(lengths, list(range(len(lengths))), max_tokens=10_000, max_rows=32)
-    assert [i for b in batches for i in b] == list(range(len(lengths)))  # every row once, in order
-    for b in batches:
-        padded, real = len(b) * lengths[b[0]], sum(lengths[i] for i in b)
-        assert padded <= (1 + scorer.MAX_PADDING) * real
-    assert len(batches) == 3  # long tails, short tails, one-token tails
+    order, max_tokens, max_rows = list(range(len(lengths))), 200, 4
+
+    def cost(runs):
+        return sum(len(r) * lengths[r[0]] + scorer.PASS_COST_TOKENS for r in runs)
+
+    def fits(runs):
+        return all(len(r) <= max_rows and (len(r) == 1 or len(r) * lengths[r[0]] <= max_tokens) for r in runs)
+
+    every = []  # all 2^8 ways to cut the sorted rows into consecutive runs
+    for cuts in itertools.product([False, True], repeat=len(lengths) - 1):
+        runs, current = [], [0]
+        for i, cut in enumerate(cuts, start=1):
+            if cut:
+                runs.append(current)
+                current = []
+            current.append(i)
+        every.append([*runs, current])
+    batches = scorer._batches(lengths, order, max_tokens, max_rows)
+    assert [i for b in batches for i in b] == order and fits(batches)
+    assert cost(batches) == min(cost(runs) for runs in every if fits(runs))
+    assert len(batches) > 1  # the 60-token rows do not pad the 1-token ones

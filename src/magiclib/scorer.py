@@ -8,8 +8,8 @@ tokens, minus the last token, exactly as lm-eval's HF backend builds it.
 Unlike lm-eval we never run a token twice. The choices of an item share an input prefix (at least the
 context), so the prefix runs once, as a plain causal sequence, and each choice's own tail (if it has one:
 a one-token answer has none) then runs against the prefix's cached keys and values. The output head runs
-only at the positions that predict continuation tokens. Batches are cut by a token budget from items sorted
-by length, so they carry little padding; right padding needs no attention mask in the prefix pass, which
+only at the positions that predict continuation tokens. Items (and a batch's tails) sorted by length are cut
+into the passes that cost least, padding plus a fixed cost per pass, within a token budget; right padding needs no attention mask in the prefix pass, which
 keeps SDPA on its fused causal kernel. The budget is sized to the machine: a cache-sized work unit on a
 CPU, a share of the free memory on a GPU.
 """
@@ -37,7 +37,9 @@ CPU_ACTIVATION_BYTES = 16 * 2**20  # one layer's fp32 activations per forward on
 CPU_CACHE_BYTES = 512 * 2**20  # the keys and values copied for one tail pass, on a CPU
 GPU_MEMORY_SHARE = 0.5  # of the free GPU memory, for one forward's activations and cache copies
 HEAD_BYTES = 256 * 2**20  # fp32 logits of the output head, per chunk of predicted positions
-PASS_COST_TOKENS = 32  # a forward pass's fixed cost, in tokens' worth of compute (measured ~13 at d 256 and 576)
+# A forward pass's fixed cost in tokens' worth of compute: ~13 measured at d 256 and 576 for a plain pass; tail
+# passes also copy caches, and 16, 32 and 64 scored equally fast (bench/README.md).
+PASS_COST_TOKENS = 32
 
 
 @dataclass

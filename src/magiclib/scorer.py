@@ -9,8 +9,8 @@ Unlike lm-eval we never run a token twice. The choices of an item share an input
 context), so the prefix runs once, as a plain causal sequence, and each choice's own tail (if it has one:
 a one-token answer has none) then runs against the prefix's cached keys and values. The output head runs
 only at the positions that predict continuation tokens. Items (and a batch's tails) sorted by length are cut
-into the passes that cost least, padding plus a fixed cost per pass, within a token budget; right padding needs no attention mask in the prefix pass, which
-keeps SDPA on its fused causal kernel. The budget is sized to the machine: a cache-sized work unit on a
+into the passes that cost least, padding plus a fixed cost per pass, within a token budget; right padding
+needs no attention mask in the prefix pass, which keeps SDPA on its fused causal kernel. The budget is sized to the machine: a cache-sized work unit on a
 CPU, a share of the free memory on a GPU.
 """
 
